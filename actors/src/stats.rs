@@ -1,0 +1,133 @@
+//! Live counters an actor publishes without being asked, so listings and metrics never queue
+//! behind its work. They outlive restarts: the supervisor owns them and hands them to each new
+//! incarnation.
+
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+
+use serde::Serialize;
+
+/// What an agent is doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentStatus {
+    /// Starting up.
+    Starting,
+    /// Nothing to do.
+    Idle,
+    /// Working.
+    Busy,
+    /// Crashed, being restarted by its supervisor.
+    Restarting,
+    /// Crashed past its restart intensity; out of service.
+    Failed,
+    /// Removed from the network.
+    Stopped,
+}
+
+impl AgentStatus {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            0 => Self::Starting,
+            1 => Self::Idle,
+            2 => Self::Busy,
+            3 => Self::Restarting,
+            4 => Self::Failed,
+            _ => Self::Stopped,
+        }
+    }
+
+    fn to_u8(self) -> u8 {
+        match self {
+            Self::Starting => 0,
+            Self::Idle => 1,
+            Self::Busy => 2,
+            Self::Restarting => 3,
+            Self::Failed => 4,
+            Self::Stopped => 5,
+        }
+    }
+}
+
+/// One agent's counters.
+#[derive(Debug, Default)]
+pub struct AgentStats {
+    status: AtomicU8,
+    queued: AtomicU64,
+    running: AtomicU64,
+    handled: AtomicU64,
+    failed: AtomicU64,
+    restarts: AtomicU64,
+}
+
+/// A copy of an agent's counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct AgentStatsView {
+    /// What it is doing.
+    pub status: AgentStatus,
+    /// Subtasks waiting in its priority mailbox.
+    pub mailbox_depth: u64,
+    /// Subtasks it is running.
+    pub running: u64,
+    /// Subtasks it completed.
+    pub tasks_handled: u64,
+    /// Subtasks it failed.
+    pub tasks_failed: u64,
+    /// Times its supervisor restarted it.
+    pub restarts: u64,
+}
+
+impl AgentStats {
+    /// Sets the status.
+    pub fn set_status(&self, s: AgentStatus) {
+        self.status.store(s.to_u8(), Ordering::Relaxed);
+    }
+
+    /// The status.
+    pub fn status(&self) -> AgentStatus {
+        AgentStatus::from_u8(self.status.load(Ordering::Relaxed))
+    }
+
+    /// Publishes the current queue and running counts, and the status they imply.
+    pub fn set_load(&self, queued: usize, running: usize) {
+        self.queued.store(queued as u64, Ordering::Relaxed);
+        self.running.store(running as u64, Ordering::Relaxed);
+        let busy = queued + running > 0;
+        self.set_status(if busy {
+            AgentStatus::Busy
+        } else {
+            AgentStatus::Idle
+        });
+    }
+
+    /// Queued plus running work, for load balancing.
+    pub fn load(&self) -> usize {
+        (self.queued.load(Ordering::Relaxed) + self.running.load(Ordering::Relaxed)) as usize
+    }
+
+    /// Counts a completed subtask.
+    pub fn handled(&self) {
+        self.handled.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a failed subtask.
+    pub fn failed(&self) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a restart.
+    pub fn restarted(&self) {
+        self.restarts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A copy of the counters.
+    pub fn view(&self) -> AgentStatsView {
+        AgentStatsView {
+            status: self.status(),
+            mailbox_depth: self.queued.load(Ordering::Relaxed),
+            running: self.running.load(Ordering::Relaxed),
+            tasks_handled: self.handled.load(Ordering::Relaxed),
+            tasks_failed: self.failed.load(Ordering::Relaxed),
+            restarts: self.restarts.load(Ordering::Relaxed),
+        }
+    }
+}
