@@ -1,0 +1,240 @@
+//! An agent: one actor per agent, with a priority mailbox.
+//!
+//! Supervised by its network's supervisor (which restarts it and has the coordinator redeliver
+//! its subtasks). Subtasks arrive as `Assign` and wait in an [`AgingQueue`]; up to
+//! `parameters.concurrency` run at once, each model call as an owned task whose answer is cast
+//! back, so `CancelTask` and status requests are served at once even during long calls. It
+//! reports `Started` / `Finished` to the coordinator (looked up by name, so a restarted
+//! coordinator gets them) and writes a note of its output to shared memory.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor_cluster_derive::RactorMessage;
+use serde_json::{Map, Value, json};
+use tokio::time::Instant;
+
+use crate::behavior::{AgentBehavior, Assignment};
+use crate::coordinator::CoordinatorMsg;
+use crate::gateway::{GatewayMsg, ModelError, ModelResponse};
+use crate::ids::{MemoryId, NetworkId, SubtaskId, TaskId};
+use crate::memory::MemoryClient;
+use crate::names::{Names, lookup};
+use crate::owned::OwnedTask;
+use crate::rpc::ask;
+use crate::sched::AgingQueue;
+use crate::stats::AgentStats;
+use crate::types::{AgentSpec, MemoryItem, MemoryKind, SubtaskOutcome, now};
+
+/// Messages to an agent.
+#[derive(RactorMessage)]
+pub enum AgentMsg {
+    /// Work from the coordinator; queued by priority. A duplicate delivery is ignored.
+    Assign(Box<Assignment>),
+    /// Drop every queued and running subtask of a task.
+    CancelTask(TaskId),
+    /// Internal: a model call ended.
+    ModelDone(SubtaskId, Result<ModelResponse, ModelError>),
+}
+
+/// What an agent starts with (kept by its supervisor for restarts).
+#[derive(Clone)]
+pub struct AgentArgs {
+    /// Its configuration.
+    pub spec: Arc<AgentSpec>,
+    /// Its network.
+    pub network: NetworkId,
+    /// How it works.
+    pub behavior: Arc<dyn AgentBehavior>,
+    /// Its counters (owned by the supervisor, so they outlive restarts).
+    pub stats: Arc<AgentStats>,
+    /// Actor names of its node.
+    pub names: Names,
+    /// Shared memory.
+    pub memory: MemoryClient,
+    /// Aging interval of its mailbox.
+    pub aging: Duration,
+    /// Time limit of one model call.
+    pub model_timeout: Duration,
+}
+
+/// An agent's state.
+pub struct AgentState {
+    args: AgentArgs,
+    queue: AgingQueue<Assignment>,
+    running: HashMap<SubtaskId, Running>,
+}
+
+struct Running {
+    work: Assignment,
+    _call: OwnedTask,
+}
+
+/// The agent actor.
+pub struct Agent;
+
+impl Actor for Agent {
+    type Msg = AgentMsg;
+    type State = AgentState;
+    type Arguments = AgentArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<AgentMsg>,
+        args: AgentArgs,
+    ) -> Result<AgentState, ActorProcessingErr> {
+        args.stats.set_load(0, 0);
+        Ok(AgentState {
+            queue: AgingQueue::new(args.aging),
+            running: HashMap::new(),
+            args,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<AgentMsg>,
+        msg: AgentMsg,
+        state: &mut AgentState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            AgentMsg::Assign(work) => state.assign(*work),
+            AgentMsg::CancelTask(task) => state.cancel(task),
+            AgentMsg::ModelDone(subtask, result) => state.model_done(subtask, result),
+        }
+        state.pump(&myself);
+        Ok(())
+    }
+}
+
+impl AgentState {
+    fn assign(&mut self, work: Assignment) {
+        let id = work.subtask;
+        if self.running.contains_key(&id) || self.queue.contains(|w| w.subtask == id) {
+            return; // already here: redelivery after a coordinator restart
+        }
+        self.queue.push(work.priority, work, Instant::now());
+    }
+
+    fn cancel(&mut self, task: TaskId) {
+        self.queue.remove_where(|w| w.subtask.task == task);
+        self.running.retain(|id, _| id.task != task);
+    }
+
+    /// Starts queued subtasks, highest priority first, while there is capacity.
+    fn pump(&mut self, myself: &ActorRef<AgentMsg>) {
+        let capacity = self.args.spec.parameters.concurrency.max(1) as usize;
+        while self.running.len() < capacity {
+            let Some(next) = self.queue.pop(Instant::now()) else {
+                break;
+            };
+            self.start(next.item, myself);
+        }
+        self.args
+            .stats
+            .set_load(self.queue.len(), self.running.len());
+    }
+
+    fn start(&mut self, work: Assignment, myself: &ActorRef<AgentMsg>) {
+        self.report(CoordinatorMsg::Started {
+            subtask: work.subtask,
+            agent: self.args.spec.agent_id,
+            attempt: work.attempt,
+        });
+        let request = self
+            .args
+            .behavior
+            .request(&self.args.spec, &work, self.args.model_timeout);
+        let gateway_name = self.args.names.gateway();
+        let me = myself.clone();
+        let subtask = work.subtask;
+        // The call waits for admission and the model; allow for both.
+        let wait = self.args.model_timeout * 2;
+        let call = OwnedTask::spawn(async move {
+            let result = match lookup::<GatewayMsg>(&gateway_name) {
+                Some(gw) => ask(&gw, wait, |r| GatewayMsg::Complete(Box::new(request), r))
+                    .await
+                    .unwrap_or_else(|e| Err(ModelError::GatewayUnavailable(e.to_string()))),
+                None => Err(ModelError::GatewayUnavailable("not running".to_owned())),
+            };
+            let _ = me.cast(AgentMsg::ModelDone(subtask, result));
+        });
+        self.running.insert(subtask, Running { work, _call: call });
+    }
+
+    fn model_done(&mut self, subtask: SubtaskId, result: Result<ModelResponse, ModelError>) {
+        let Some(running) = self.running.remove(&subtask) else {
+            return; // cancelled meanwhile
+        };
+        let work = running.work;
+        let outcome = match result {
+            Ok(response) => match self.args.behavior.finish(&self.args.spec, &work, &response) {
+                Ok(output) => {
+                    self.remember(&work, &output);
+                    SubtaskOutcome::Completed {
+                        output,
+                        model: response.model,
+                        provider: response.provider,
+                        usage: response.usage,
+                    }
+                }
+                Err(error) => SubtaskOutcome::Failed { error },
+            },
+            Err(e) => SubtaskOutcome::Failed {
+                error: format!("{}: {e}", e.code()),
+            },
+        };
+        match outcome {
+            SubtaskOutcome::Completed { .. } => self.args.stats.handled(),
+            _ => self.args.stats.failed(),
+        }
+        self.report(CoordinatorMsg::Finished {
+            subtask,
+            agent: self.args.spec.agent_id,
+            outcome,
+        });
+    }
+
+    /// Writes a note of the output to shared memory for the agents that come after.
+    fn remember(&self, work: &Assignment, output: &str) {
+        let summary: String = output
+            .lines()
+            .map(|l| l.trim_start_matches('#').trim())
+            .filter(|l| !l.is_empty())
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" / ");
+        let mut metadata = Map::new();
+        metadata.insert("subtask_id".into(), json!(work.subtask.to_string()));
+        metadata.insert("source".into(), Value::from("subtask_output"));
+        self.args.memory.put_detached(MemoryItem {
+            memory_id: MemoryId::new(),
+            network_id: work.network,
+            kind: MemoryKind::Context,
+            content: Value::String(format!(
+                "{} on \"{}\": {}",
+                self.args.spec.name,
+                work.brief.task.chars().take(80).collect::<String>(),
+                summary.chars().take(280).collect::<String>()
+            )),
+            metadata,
+            agent_id: Some(self.args.spec.agent_id),
+            task_id: Some(work.subtask.task),
+            session_id: None,
+            created_at: now(),
+        });
+    }
+
+    fn report(&self, msg: CoordinatorMsg) {
+        match lookup::<CoordinatorMsg>(&self.args.names.coordinator(self.args.network)) {
+            Some(c) => {
+                if c.cast(msg).is_err() {
+                    tracing::debug!("coordinator stopped before a report; it will redeliver");
+                }
+            }
+            None => tracing::debug!("coordinator restarting; it will redeliver"),
+        }
+    }
+}

@@ -1,0 +1,693 @@
+//! A running node, as the API and the benchmarks use it: every operation of seed 001's REST
+//! API, each one a message to the right actor with a timeout, or a read of the store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use ractor::{Actor, ActorRef};
+use serde::Serialize;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::admission::Admission;
+use crate::behavior::Behaviors;
+use crate::coordinator::{CoordinatorError, CoordinatorMsg};
+use crate::gateway::{OfflineModel, Provider};
+use crate::ids::{AgentId, NetworkId, TaskId};
+use crate::memory::{MemoryClient, MemoryError};
+use crate::names::{Names, lookup};
+use crate::network_supervisor::{AgentView, NetworkError, NetworkMsg};
+use crate::node_supervisor::{NetworkStatus, NodeArgs, NodeMsg, NodeSupervisor};
+use crate::rpc::{CallError, ask};
+use crate::settings::Settings;
+use crate::store::{Store, StoreError};
+use crate::types::{
+    AgentSpec, MemoryItem, MemoryQuery, NetworkRecord, Page, TaskQuery, TaskRecord, TaskStatus,
+    TaskSummary, default_agents, now,
+};
+use crate::watch::TaskWatch;
+
+/// How to start a node.
+pub struct NodeOptions {
+    /// The node's name (unique in its cluster, and in its process).
+    pub name: String,
+    /// Where it keeps its state.
+    pub store: Arc<dyn Store>,
+    /// How many memory shards.
+    pub memory_shards: u32,
+    /// The offline model's settings.
+    pub offline: OfflineModel,
+    /// Extra model providers.
+    pub providers: Vec<Arc<dyn Provider>>,
+    /// Most model calls in flight at the gateway.
+    pub gateway_max_in_flight: usize,
+    /// Most unfinished tasks per network; submissions past it get `Busy`.
+    pub max_unfinished_tasks: usize,
+    /// Agent behaviors by type.
+    pub behaviors: Behaviors,
+    /// Tunables.
+    pub settings: Settings,
+}
+
+impl NodeOptions {
+    /// Defaults for a node called `name` with an in-memory store.
+    pub fn new(name: &str, store: Arc<dyn Store>) -> Self {
+        Self {
+            name: name.to_owned(),
+            store,
+            memory_shards: 4,
+            offline: OfflineModel::default(),
+            providers: Vec::new(),
+            gateway_max_in_flight: 1024,
+            max_unfinished_tasks: 10_000,
+            behaviors: Behaviors::default(),
+            settings: Settings::default(),
+        }
+    }
+}
+
+/// Why a node operation failed; the API maps each to a status code.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum NodeError {
+    /// Unknown id.
+    #[error("no {kind} {id}")]
+    NotFound {
+        /// `network`, `task` or `agent`.
+        kind: &'static str,
+        /// The id asked for.
+        id: String,
+    },
+    /// The request conflicts with the current state.
+    #[error("{message}")]
+    Conflict {
+        /// Machine-readable reason.
+        code: &'static str,
+        /// Explanation.
+        message: String,
+    },
+    /// The request is not valid.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The field at fault.
+        field: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Too much work queued; try again later.
+    #[error("{message}")]
+    Busy {
+        /// Explanation.
+        message: String,
+        /// Seconds to wait.
+        retry_after: u64,
+    },
+    /// A component is not answering (restarting, overloaded).
+    #[error("{component} unavailable: {message}")]
+    Unavailable {
+        /// Which component.
+        component: &'static str,
+        /// Why.
+        message: String,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<MemoryError> for NodeError {
+    fn from(e: MemoryError) -> Self {
+        match e {
+            MemoryError::Store(s) => NodeError::Store(s),
+            other => NodeError::Unavailable {
+                component: "memory",
+                message: other.to_string(),
+            },
+        }
+    }
+}
+
+/// A network as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct NetworkView {
+    /// The stored record.
+    #[serde(flatten)]
+    pub record: NetworkRecord,
+    /// Whether its actors are serving.
+    pub status: NetworkStatus,
+    /// Its unfinished tasks.
+    pub unfinished_tasks: usize,
+}
+
+/// A new network.
+#[derive(Debug, Clone)]
+pub struct NewNetwork {
+    /// Display name.
+    pub name: String,
+    /// What it is for.
+    pub description: String,
+    /// Delegation rounds per task.
+    pub max_iterations: u32,
+    /// Time limit per task.
+    pub timeout_seconds: u64,
+    /// Its agents; `None` gives the five defaults. A coordinator is added if none is given.
+    pub agents: Option<Vec<AgentSpec>>,
+}
+
+/// A new task.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    /// What to do.
+    pub task: String,
+    /// Facts to do it with.
+    pub context: serde_json::Value,
+    /// Its priority.
+    pub priority: crate::priority::Priority,
+    /// Overrides the network's bound on delegation rounds.
+    pub max_iterations: Option<u32>,
+    /// Overrides the network's time limit.
+    pub timeout_seconds: Option<u64>,
+}
+
+/// The node's health.
+#[derive(Debug, Clone, Serialize)]
+pub struct Health {
+    /// `ok` or `degraded`.
+    pub status: &'static str,
+    /// The node's name.
+    pub node: String,
+    /// The build.
+    pub version: &'static str,
+    /// Seconds since start.
+    pub uptime_seconds: u64,
+    /// Networks on this node.
+    pub networks: usize,
+    /// Per component: `ok` or why not.
+    pub components: serde_json::Map<String, serde_json::Value>,
+}
+
+struct Inner {
+    names: Names,
+    store: Arc<dyn Store>,
+    memory: MemoryClient,
+    admission: Arc<Admission>,
+    watch: Arc<TaskWatch>,
+    statuses: Arc<DashMap<NetworkId, NetworkStatus>>,
+    supervisor: ActorRef<NodeMsg>,
+    join: std::sync::Mutex<Option<JoinHandle<()>>>,
+    settings: Settings,
+    started: Instant,
+}
+
+/// A running node.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+impl Node {
+    /// Starts the node's actor tree and resumes what its store holds.
+    pub async fn start(options: NodeOptions) -> Result<Node, NodeError> {
+        let names = Names::new(&options.name);
+        let memory = MemoryClient::new(
+            names.clone(),
+            options.memory_shards,
+            options.settings.call_timeout,
+        );
+        let admission = Arc::new(Admission::new(options.max_unfinished_tasks));
+        let watch = Arc::new(TaskWatch::default());
+        let statuses = Arc::new(DashMap::new());
+        let mut providers = options.providers;
+        providers.push(Arc::new(options.offline));
+        let args = NodeArgs {
+            names: names.clone(),
+            store: options.store.clone(),
+            memory: memory.clone(),
+            providers,
+            gateway_max_in_flight: options.gateway_max_in_flight,
+            admission: admission.clone(),
+            watch: watch.clone(),
+            behaviors: options.behaviors,
+            settings: options.settings.clone(),
+            statuses: statuses.clone(),
+        };
+        let (supervisor, join) = Actor::spawn(Some(names.node_supervisor()), NodeSupervisor, args)
+            .await
+            .map_err(|e| NodeError::Unavailable {
+                component: "node",
+                message: e.to_string(),
+            })?;
+        Ok(Node {
+            inner: Arc::new(Inner {
+                names,
+                store: options.store,
+                memory,
+                admission,
+                watch,
+                statuses,
+                supervisor,
+                join: std::sync::Mutex::new(Some(join)),
+                settings: options.settings,
+                started: Instant::now(),
+            }),
+        })
+    }
+
+    /// The node's name.
+    pub fn name(&self) -> &str {
+        self.inner.names.node()
+    }
+
+    /// The node's store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    fn timeout(&self) -> Duration {
+        self.inner.settings.call_timeout
+    }
+
+    fn unavailable(component: &'static str, e: CallError) -> NodeError {
+        NodeError::Unavailable {
+            component,
+            message: e.to_string(),
+        }
+    }
+
+    async fn record(&self, network: NetworkId) -> Result<NetworkRecord, NodeError> {
+        self.inner
+            .store
+            .network(network)
+            .await?
+            .ok_or_else(|| NodeError::NotFound {
+                kind: "network",
+                id: network.to_string(),
+            })
+    }
+
+    fn view(&self, record: NetworkRecord) -> NetworkView {
+        let id = record.network_id;
+        NetworkView {
+            status: self
+                .inner
+                .statuses
+                .get(&id)
+                .map(|s| *s)
+                .unwrap_or(NetworkStatus::Restarting),
+            unfinished_tasks: self.inner.admission.unfinished(id),
+            record,
+        }
+    }
+
+    /// Creates a network and starts its actors.
+    pub async fn create_network(&self, new: NewNetwork) -> Result<NetworkView, NodeError> {
+        let mut agents = new.agents.unwrap_or_else(default_agents);
+        match agents.iter().filter(|a| a.is_coordinator()).count() {
+            0 => {
+                let coordinator = default_agents()
+                    .into_iter()
+                    .find(|a| a.is_coordinator())
+                    .ok_or(NodeError::Invalid {
+                        field: "agents",
+                        message: "no default coordinator".into(),
+                    })?;
+                agents.insert(0, coordinator);
+            }
+            1 => {
+                // The coordinator goes first.
+                agents.sort_by_key(|a| !a.is_coordinator());
+            }
+            _ => {
+                return Err(NodeError::Invalid {
+                    field: "agents",
+                    message: "a network has exactly one agent of type \"coordinator\"".into(),
+                });
+            }
+        }
+        let at = now();
+        let record = NetworkRecord {
+            network_id: NetworkId::new(),
+            name: new.name,
+            description: new.description,
+            max_iterations: new.max_iterations,
+            timeout_seconds: new.timeout_seconds,
+            agents,
+            created_at: at,
+            updated_at: at,
+        };
+        self.inner.store.put_network(&record).await?;
+        self.inner.admission.set(record.network_id, 0);
+        let started = ask(&self.inner.supervisor, self.timeout(), |r| {
+            NodeMsg::StartNetwork(Box::new(record.clone()), r)
+        })
+        .await;
+        match started {
+            Ok(Ok(())) => Ok(self.view(record)),
+            Ok(Err(message)) => {
+                let _ = self.inner.store.delete_network(record.network_id).await;
+                Err(NodeError::Unavailable {
+                    component: "network",
+                    message,
+                })
+            }
+            Err(e) => Err(Self::unavailable("node supervisor", e)),
+        }
+    }
+
+    /// Every network, oldest first.
+    pub async fn networks(&self) -> Result<Vec<NetworkView>, NodeError> {
+        Ok(self
+            .inner
+            .store
+            .networks()
+            .await?
+            .into_iter()
+            .map(|r| self.view(r))
+            .collect())
+    }
+
+    /// One network.
+    pub async fn network(&self, network: NetworkId) -> Result<NetworkView, NodeError> {
+        Ok(self.view(self.record(network).await?))
+    }
+
+    /// Stops a network's actors and deletes it with its tasks and memory.
+    pub async fn delete_network(&self, network: NetworkId) -> Result<(), NodeError> {
+        self.record(network).await?;
+        ask(&self.inner.supervisor, self.timeout() * 2, |r| {
+            NodeMsg::StopNetwork(network, r)
+        })
+        .await
+        .map_err(|e| Self::unavailable("node supervisor", e))?;
+        self.inner.store.delete_network(network).await?;
+        self.inner.memory.drop_network(network);
+        self.inner.admission.forget(network);
+        Ok(())
+    }
+
+    /// Accepts a task (`queued`); it is kept before this returns.
+    pub async fn submit_task(
+        &self,
+        network: NetworkId,
+        new: NewTask,
+    ) -> Result<TaskRecord, NodeError> {
+        let record = self.record(network).await?;
+        if !self.inner.admission.try_admit(network) {
+            return Err(NodeError::Busy {
+                message: format!(
+                    "network {network} already holds {} unfinished tasks; retry later",
+                    self.inner.admission.cap()
+                ),
+                retry_after: 1,
+            });
+        }
+        let task = TaskRecord {
+            task_id: TaskId::new(),
+            network_id: network,
+            task: new.task,
+            context: new.context,
+            priority: new.priority,
+            max_iterations: new.max_iterations.unwrap_or(record.max_iterations),
+            timeout_seconds: new.timeout_seconds.unwrap_or(record.timeout_seconds),
+            status: TaskStatus::Queued,
+            iterations: 0,
+            subtasks: Vec::new(),
+            result: None,
+            error: None,
+            errors: Vec::new(),
+            usage: Default::default(),
+            created_at: now(),
+            started_at: None,
+            finished_at: None,
+            duration_ms: None,
+        };
+        if let Err(e) = self.inner.store.insert_task(&task).await {
+            self.inner.admission.release(network);
+            return Err(e.into());
+        }
+        Ok(task)
+    }
+
+    fn coordinator(&self, network: NetworkId) -> Result<ActorRef<CoordinatorMsg>, NodeError> {
+        lookup(&self.inner.names.coordinator(network)).ok_or_else(|| {
+            let failed = self
+                .inner
+                .statuses
+                .get(&network)
+                .is_some_and(|s| *s == NetworkStatus::Failed);
+            if failed {
+                NodeError::Conflict {
+                    code: "network_failed",
+                    message: format!(
+                        "network {network} failed (restarted past its intensity); delete and recreate it"
+                    ),
+                }
+            } else {
+                NodeError::Unavailable {
+                    component: "coordinator",
+                    message: "restarting; retry shortly".into(),
+                }
+            }
+        })
+    }
+
+    fn coordinator_error(e: CoordinatorError) -> NodeError {
+        match e {
+            CoordinatorError::UnknownTask(t) => NodeError::NotFound {
+                kind: "task",
+                id: t.to_string(),
+            },
+            CoordinatorError::AlreadyFinished { task, status } => NodeError::Conflict {
+                code: "task_finished",
+                message: format!("task {task} is already {}", status.as_str()),
+            },
+            CoordinatorError::Store(s) => NodeError::Store(s),
+        }
+    }
+
+    /// Asks the network's coordinator to process a task.
+    pub async fn process_task(
+        &self,
+        network: NetworkId,
+        task: TaskId,
+    ) -> Result<TaskStatus, NodeError> {
+        self.record(network).await?;
+        let c = self.coordinator(network)?;
+        ask(&c, self.timeout(), |r| CoordinatorMsg::Process(task, r))
+            .await
+            .map_err(|e| Self::unavailable("coordinator", e))?
+            .map_err(Self::coordinator_error)
+    }
+
+    /// Cancels a task that has not ended.
+    pub async fn cancel_task(
+        &self,
+        network: NetworkId,
+        task: TaskId,
+    ) -> Result<TaskStatus, NodeError> {
+        self.record(network).await?;
+        let c = self.coordinator(network)?;
+        ask(&c, self.timeout(), |r| CoordinatorMsg::Cancel(task, r))
+            .await
+            .map_err(|e| Self::unavailable("coordinator", e))?
+            .map_err(Self::coordinator_error)
+    }
+
+    /// One task.
+    pub async fn task(&self, network: NetworkId, task: TaskId) -> Result<TaskRecord, NodeError> {
+        self.record(network).await?;
+        self.inner
+            .store
+            .task(network, task)
+            .await?
+            .ok_or_else(|| NodeError::NotFound {
+                kind: "task",
+                id: task.to_string(),
+            })
+    }
+
+    /// Waits until a task has ended, or `limit` passes; returns the task as it then is.
+    pub async fn wait_task(
+        &self,
+        network: NetworkId,
+        task: TaskId,
+        limit: Duration,
+    ) -> Result<TaskRecord, NodeError> {
+        let ended = self.inner.watch.subscribe(task);
+        let current = self.task(network, task).await?;
+        if current.status.is_terminal() {
+            self.inner.watch.forget(task);
+            return Ok(current);
+        }
+        if tokio::time::timeout(limit, ended).await.is_err() {
+            self.inner.watch.forget(task);
+        }
+        self.task(network, task).await
+    }
+
+    /// A page of a network's tasks, newest first.
+    pub async fn tasks(
+        &self,
+        network: NetworkId,
+        query: &TaskQuery,
+    ) -> Result<Page<TaskSummary>, NodeError> {
+        self.record(network).await?;
+        Ok(self.inner.store.tasks(network, query).await?)
+    }
+
+    fn network_ref(&self, network: NetworkId) -> Result<ActorRef<NetworkMsg>, NodeError> {
+        lookup(&self.inner.names.network(network)).ok_or(NodeError::Unavailable {
+            component: "network",
+            message: "restarting; retry shortly".into(),
+        })
+    }
+
+    fn network_error(e: NetworkError) -> NodeError {
+        match e {
+            NetworkError::UnknownAgent(a) => NodeError::NotFound {
+                kind: "agent",
+                id: a.to_string(),
+            },
+            NetworkError::Coordinator(m) => NodeError::Conflict {
+                code: "coordinator",
+                message: m.into(),
+            },
+            NetworkError::Spawn(m) => NodeError::Unavailable {
+                component: "agent",
+                message: m,
+            },
+            NetworkError::Store(s) => NodeError::Store(s),
+        }
+    }
+
+    /// Adds a specialist agent to a network.
+    pub async fn add_agent(
+        &self,
+        network: NetworkId,
+        spec: AgentSpec,
+    ) -> Result<AgentView, NodeError> {
+        self.record(network).await?;
+        let n = self.network_ref(network)?;
+        ask(&n, self.timeout(), |r| NetworkMsg::AddAgent(spec, r))
+            .await
+            .map_err(|e| Self::unavailable("network", e))?
+            .map_err(Self::network_error)
+    }
+
+    /// Removes an agent from a network.
+    pub async fn remove_agent(&self, network: NetworkId, agent: AgentId) -> Result<(), NodeError> {
+        self.record(network).await?;
+        let n = self.network_ref(network)?;
+        ask(&n, self.timeout(), |r| NetworkMsg::RemoveAgent(agent, r))
+            .await
+            .map_err(|e| Self::unavailable("network", e))?
+            .map_err(Self::network_error)
+    }
+
+    /// A network's agents with their live counters.
+    pub async fn agents(&self, network: NetworkId) -> Result<Vec<AgentView>, NodeError> {
+        self.record(network).await?;
+        let n = self.network_ref(network)?;
+        ask(&n, self.timeout(), NetworkMsg::Agents)
+            .await
+            .map_err(|e| Self::unavailable("network", e))
+    }
+
+    /// Stores a memory item; returns once it is stored.
+    pub async fn add_memory(&self, item: MemoryItem) -> Result<MemoryItem, NodeError> {
+        self.record(item.network_id).await?;
+        self.inner.memory.put(item.clone()).await?;
+        Ok(item)
+    }
+
+    /// A page of a network's memory, newest first.
+    pub async fn memory(
+        &self,
+        network: NetworkId,
+        query: &MemoryQuery,
+    ) -> Result<Page<MemoryItem>, NodeError> {
+        self.record(network).await?;
+        Ok(self.inner.memory.query(network, query).await?)
+    }
+
+    /// The node's health, component by component.
+    pub async fn health(&self) -> Health {
+        let mut components = serde_json::Map::new();
+        let mut ok = true;
+        let mut check = |name: &str, up: bool, detail: String| {
+            ok &= up;
+            components.insert(
+                name.to_owned(),
+                serde_json::json!({"status": if up { "ok" } else { "down" }, "detail": detail}),
+            );
+        };
+        let gateway = lookup::<crate::gateway::GatewayMsg>(&self.inner.names.gateway()).is_some();
+        check("gateway", gateway, "model gateway actor".into());
+        let shards = self.inner.memory.shards();
+        let up = (0..shards)
+            .filter(|i| {
+                lookup::<crate::memory_shard::ShardMsg>(&self.inner.names.shard(*i)).is_some()
+            })
+            .count();
+        check(
+            "memory",
+            up as u32 == shards,
+            format!("{up}/{shards} shards running"),
+        );
+        let store = self.inner.store.networks().await;
+        let networks = store.as_ref().map(|n| n.len()).unwrap_or(0);
+        check(
+            "store",
+            store.is_ok(),
+            match &store {
+                Ok(_) => format!("{} backend", self.inner.store.backend()),
+                Err(e) => e.to_string(),
+            },
+        );
+        let failed = self
+            .inner
+            .statuses
+            .iter()
+            .filter(|s| *s.value() == NetworkStatus::Failed)
+            .count();
+        check(
+            "networks",
+            failed == 0,
+            format!("{networks} networks, {failed} failed"),
+        );
+        Health {
+            status: if ok { "ok" } else { "degraded" },
+            node: self.name().to_owned(),
+            version: env!("CARGO_PKG_VERSION"),
+            uptime_seconds: self.inner.started.elapsed().as_secs(),
+            networks,
+            components,
+        }
+    }
+
+    /// True while the node's actor tree runs.
+    pub fn is_running(&self) -> bool {
+        self.inner
+            .join
+            .lock()
+            .map(|j| j.as_ref().is_some_and(|h| !h.is_finished()))
+            .unwrap_or(false)
+    }
+
+    /// Waits until the node's actor tree stops by itself (a fatal escalation).
+    pub async fn stopped(&self) {
+        let join = self.inner.join.lock().ok().and_then(|mut j| j.take());
+        if let Some(join) = join {
+            let _ = join.await;
+        }
+    }
+
+    /// Stops the actor tree: networks, shards, gateway.
+    pub async fn shutdown(&self) {
+        let _ = self
+            .inner
+            .supervisor
+            .stop_and_wait(Some("shutdown".into()), Some(self.timeout()))
+            .await;
+    }
+}

@@ -1,0 +1,166 @@
+//! Helpers for in-process actor tests.
+
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aimesh_actors::gateway::{ModelError, ModelRequest, ModelResponse, OfflineModel, Provider};
+use aimesh_actors::ids::NetworkId;
+use aimesh_actors::node::{NewNetwork, NewTask};
+use aimesh_actors::priority::Priority;
+use aimesh_actors::store::InMemoryStore;
+use aimesh_actors::types::{AgentParameters, AgentSpec, TaskRecord};
+use aimesh_actors::{Node, NodeOptions};
+use async_trait::async_trait;
+use tokio::sync::Semaphore;
+
+/// Polls `check` until it returns `Some`, or panics after `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = tokio::time::Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if start.elapsed() > limit {
+            panic!("timed out after {limit:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A provider that holds every call until a permit is released, and records the task text of
+/// each call in the order calls start.
+pub struct Gate {
+    name: String,
+    permits: Semaphore,
+    calls: Mutex<Vec<String>>,
+}
+
+impl Gate {
+    pub fn new(name: &str) -> Arc<Self> {
+        Arc::new(Self {
+            name: name.to_owned(),
+            permits: Semaphore::new(0),
+            calls: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Lets `n` held calls finish.
+    pub fn release(&self, n: usize) {
+        self.permits.add_permits(n);
+    }
+
+    /// Task texts of the calls so far, in start order.
+    pub fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl Provider for Gate {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn complete(&self, request: &ModelRequest) -> Result<ModelResponse, ModelError> {
+        let task = aimesh_actors::prompt::parse(&request.messages)
+            .map(|b| b.task)
+            .unwrap_or_default();
+        self.calls.lock().unwrap().push(task);
+        let permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| ModelError::Provider {
+                provider: self.name.clone(),
+                message: e.to_string(),
+            })?;
+        permit.forget();
+        let mut response = OfflineModel::default().complete(request).await?;
+        response.provider = self.name.clone();
+        response.model = self.name.clone();
+        Ok(response)
+    }
+}
+
+static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Options for a fresh node with a unique name and an in-memory store.
+pub fn options() -> NodeOptions {
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    NodeOptions::new(
+        &format!("test-{}-{n}", std::process::id()),
+        Arc::new(InMemoryStore::new()),
+    )
+}
+
+/// An agent spec.
+pub fn agent(name: &str, kind: &str, model: &str, capabilities: &[&str]) -> AgentSpec {
+    let mut parameters = AgentParameters::for_kind(kind);
+    parameters.concurrency = 1;
+    AgentSpec {
+        agent_id: aimesh_actors::ids::AgentId::new(),
+        name: name.to_owned(),
+        kind: kind.to_owned(),
+        model: model.to_owned(),
+        description: format!("{name} for tests"),
+        parameters,
+        capabilities: capabilities.iter().map(|c| (*c).to_owned()).collect(),
+    }
+}
+
+/// A coordinator that synthesizes with the offline model.
+pub fn coordinator() -> AgentSpec {
+    agent("Coordinator", "coordinator", "offline", &["synthesis"])
+}
+
+/// Creates a network of `agents` (plus the coordinator).
+pub async fn network(node: &Node, agents: Vec<AgentSpec>, timeout_seconds: u64) -> NetworkId {
+    let mut all = vec![coordinator()];
+    all.extend(agents);
+    node.create_network(NewNetwork {
+        name: "test".into(),
+        description: "test network".into(),
+        max_iterations: 3,
+        timeout_seconds,
+        agents: Some(all),
+    })
+    .await
+    .unwrap()
+    .record
+    .network_id
+}
+
+/// Submits and processes a task.
+pub async fn run(node: &Node, net: NetworkId, text: &str, priority: u8) -> TaskRecord {
+    let task = node
+        .submit_task(
+            net,
+            NewTask {
+                task: text.to_owned(),
+                context: serde_json::json!({}),
+                priority: Priority::new(priority).unwrap(),
+                max_iterations: None,
+                timeout_seconds: None,
+            },
+        )
+        .await
+        .unwrap();
+    node.process_task(net, task.task_id).await.unwrap();
+    task
+}
+
+/// Waits for a task to end and returns it.
+pub async fn finished(node: &Node, net: NetworkId, task: &TaskRecord) -> TaskRecord {
+    let t = node
+        .wait_task(net, task.task_id, Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert!(t.status.is_terminal(), "task still {:?}", t.status);
+    t
+}
