@@ -1,0 +1,80 @@
+//! Networks and their agents.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde_json::json;
+
+use aimesh_actors::ids::{AgentId, NetworkId};
+
+use super::AppState;
+use super::dto::{AddAgent, CreateNetwork};
+use super::error::ApiError;
+use super::extract::{JsonBody, path_id};
+
+/// `POST /networks`.
+pub async fn create(
+    State(s): State<AppState>,
+    JsonBody(body): JsonBody<CreateNetwork>,
+) -> Result<impl IntoResponse, ApiError> {
+    let network = s.node.create_network(body.validate()?).await?;
+    Ok((StatusCode::CREATED, Json(network)))
+}
+
+/// `GET /networks`.
+pub async fn list(State(s): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let networks = s.node.networks().await?;
+    Ok(Json(json!({"total": networks.len(), "networks": networks})))
+}
+
+/// `GET /networks/{network_id}`.
+pub async fn get(
+    State(s): State<AppState>,
+    Path(network): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id: NetworkId = path_id("network", &network)?;
+    Ok(Json(s.node.network(id).await?))
+}
+
+/// `DELETE /networks/{network_id}`.
+pub async fn delete(
+    State(s): State<AppState>,
+    Path(network): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id: NetworkId = path_id("network", &network)?;
+    s.node.delete_network(id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /networks/{network_id}/agents`.
+pub async fn add_agent(
+    State(s): State<AppState>,
+    Path(network): Path<String>,
+    JsonBody(body): JsonBody<AddAgent>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id: NetworkId = path_id("network", &network)?;
+    let agent = s.node.add_agent(id, body.validate()?).await?;
+    Ok((StatusCode::CREATED, Json(agent)))
+}
+
+/// `DELETE /networks/{network_id}/agents/{agent_id}`.
+pub async fn remove_agent(
+    State(s): State<AppState>,
+    Path((network, agent)): Path<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id: NetworkId = path_id("network", &network)?;
+    let agent: AgentId = path_id("agent", &agent)?;
+    s.node.remove_agent(id, agent).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /networks/{network_id}/agents`.
+pub async fn agents(
+    State(s): State<AppState>,
+    Path(network): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id: NetworkId = path_id("network", &network)?;
+    let agents = s.node.agents(id).await?;
+    Ok(Json(json!({"total": agents.len(), "agents": agents})))
+}

@@ -1,0 +1,411 @@
+//! `cluster.toml`: a raw serde shape (unknown keys are errors) and one `validate` step that
+//! turns it into the typed [`Config`]. Every error names the file and the key.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// A configuration error, naming the file and the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown keys.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said (with line and column).
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("{path}: `{key}`: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The key, dotted.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    cluster: RawCluster,
+    #[serde(default)]
+    node: Vec<RawNode>,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    scheduler: RawScheduler,
+    #[serde(default)]
+    memory: RawMemory,
+    #[serde(default)]
+    gateway: RawGateway,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    #[serde(default = "default_cluster_name")]
+    name: String,
+}
+
+impl Default for RawCluster {
+    fn default() -> Self {
+        Self {
+            name: default_cluster_name(),
+        }
+    }
+}
+
+fn default_cluster_name() -> String {
+    "aimesh".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    name: String,
+    api: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_body_bytes: Option<u64>,
+    max_task_chars: Option<u64>,
+    max_memory_item_bytes: Option<u64>,
+    max_unfinished_tasks: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScheduler {
+    aging_ms: Option<u64>,
+    max_active_tasks: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMemory {
+    shards: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGateway {
+    timeout_seconds: Option<u64>,
+    max_in_flight: Option<u64>,
+    #[serde(default)]
+    offline: RawOffline,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOffline {
+    latency_ms: Option<u64>,
+}
+
+/// One node of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeConfig {
+    /// Its name, unique in the file.
+    pub name: String,
+    /// Where its HTTP API listens.
+    pub api: SocketAddr,
+}
+
+/// Explicit limits on what the API accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Longest task text.
+    pub max_task_chars: usize,
+    /// Largest memory item (content and metadata, as JSON).
+    pub max_memory_item_bytes: usize,
+    /// Most unfinished tasks per network.
+    pub max_unfinished_tasks: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1 << 20,
+            max_task_chars: 32_768,
+            max_memory_item_bytes: 64 << 10,
+            max_unfinished_tasks: 10_000,
+        }
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// The cluster's name.
+    pub cluster: String,
+    /// The nodes.
+    pub nodes: Vec<NodeConfig>,
+    /// API limits.
+    pub limits: Limits,
+    /// Priority aging interval.
+    pub aging: Duration,
+    /// Most tasks a coordinator works on at once.
+    pub max_active_tasks: usize,
+    /// Memory shards per node.
+    pub memory_shards: u32,
+    /// Time limit of one model call.
+    pub model_timeout: Duration,
+    /// Most model calls in flight per node.
+    pub gateway_max_in_flight: usize,
+    /// Simulated latency of the offline model.
+    pub offline_latency: Duration,
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses and validates `text`, read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        validate(path, raw)
+    }
+
+    /// The node called `name`.
+    pub fn node(&self, name: &str) -> Option<&NodeConfig> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+}
+
+fn ranged(
+    path: &Path,
+    key: &str,
+    value: Option<u64>,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, ConfigError> {
+    let v = value.unwrap_or(default);
+    if range.contains(&v) {
+        Ok(v)
+    } else {
+        Err(ConfigError::Invalid {
+            path: path.to_owned(),
+            key: key.to_owned(),
+            message: format!("{v} is out of range {}..={}", range.start(), range.end()),
+        })
+    }
+}
+
+fn to_usize(v: u64) -> usize {
+    usize::try_from(v).unwrap_or(usize::MAX)
+}
+
+fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
+    let RawConfig {
+        cluster,
+        node,
+        limits,
+        scheduler,
+        memory,
+        gateway,
+    } = raw;
+    let invalid = |key: String, message: String| ConfigError::Invalid {
+        path: path.to_owned(),
+        key,
+        message,
+    };
+    if node.is_empty() {
+        return Err(invalid(
+            "node".into(),
+            "list at least one [[node]] with a name and an api address".into(),
+        ));
+    }
+    let mut names = HashSet::new();
+    let mut nodes = Vec::new();
+    for (i, RawNode { name, api }) in node.into_iter().enumerate() {
+        let ok_name = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !ok_name {
+            return Err(invalid(
+                format!("node[{i}].name"),
+                format!("{name:?}: use 1-64 letters, digits, '-' or '_'"),
+            ));
+        }
+        if !names.insert(name.clone()) {
+            return Err(invalid(
+                format!("node[{i}].name"),
+                format!("{name:?} is listed twice"),
+            ));
+        }
+        let api: SocketAddr = api.parse().map_err(|e| {
+            invalid(
+                format!("node[{i}].api"),
+                format!("{api:?} is not an ip:port address ({e})"),
+            )
+        })?;
+        nodes.push(NodeConfig { name, api });
+    }
+    let RawLimits {
+        max_body_bytes,
+        max_task_chars,
+        max_memory_item_bytes,
+        max_unfinished_tasks,
+    } = limits;
+    let d = Limits::default();
+    let limits = Limits {
+        max_body_bytes: to_usize(ranged(
+            path,
+            "limits.max_body_bytes",
+            max_body_bytes,
+            d.max_body_bytes as u64,
+            1024..=(64 << 20),
+        )?),
+        max_task_chars: to_usize(ranged(
+            path,
+            "limits.max_task_chars",
+            max_task_chars,
+            d.max_task_chars as u64,
+            1..=(1 << 20),
+        )?),
+        max_memory_item_bytes: to_usize(ranged(
+            path,
+            "limits.max_memory_item_bytes",
+            max_memory_item_bytes,
+            d.max_memory_item_bytes as u64,
+            64..=(16 << 20),
+        )?),
+        max_unfinished_tasks: to_usize(ranged(
+            path,
+            "limits.max_unfinished_tasks",
+            max_unfinished_tasks,
+            d.max_unfinished_tasks as u64,
+            1..=10_000_000,
+        )?),
+    };
+    let RawScheduler {
+        aging_ms,
+        max_active_tasks,
+    } = scheduler;
+    let RawMemory { shards } = memory;
+    let RawGateway {
+        timeout_seconds,
+        max_in_flight,
+        offline: RawOffline { latency_ms },
+    } = gateway;
+    let RawCluster { name: cluster } = cluster;
+    Ok(Config {
+        path: path.to_owned(),
+        cluster,
+        nodes,
+        limits,
+        aging: Duration::from_millis(ranged(
+            path,
+            "scheduler.aging_ms",
+            aging_ms,
+            5_000,
+            0..=3_600_000,
+        )?),
+        max_active_tasks: to_usize(ranged(
+            path,
+            "scheduler.max_active_tasks",
+            max_active_tasks,
+            64,
+            1..=100_000,
+        )?),
+        memory_shards: u32::try_from(ranged(path, "memory.shards", shards, 4, 1..=1024)?)
+            .unwrap_or(4),
+        model_timeout: Duration::from_secs(ranged(
+            path,
+            "gateway.timeout_seconds",
+            timeout_seconds,
+            120,
+            1..=3600,
+        )?),
+        gateway_max_in_flight: to_usize(ranged(
+            path,
+            "gateway.max_in_flight",
+            max_in_flight,
+            1024,
+            1..=1_000_000,
+        )?),
+        offline_latency: Duration::from_millis(ranged(
+            path,
+            "gateway.offline.latency_ms",
+            latency_ms,
+            0,
+            0..=600_000,
+        )?),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("cluster.toml"), text)
+    }
+
+    #[test]
+    fn the_checked_in_cluster_toml_is_valid() {
+        let text = include_str!("../cluster.toml");
+        let c = parse(text).unwrap();
+        assert!(!c.nodes.is_empty());
+        assert_eq!(c.nodes[0].api.port(), 8080);
+    }
+
+    #[test]
+    fn a_minimal_file_gets_defaults() {
+        let c = parse("[[node]]\nname = \"n1\"\napi = \"127.0.0.1:9000\"\n").unwrap();
+        assert_eq!(c.limits, Limits::default());
+        assert_eq!(c.memory_shards, 4);
+        assert_eq!(c.aging, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn errors_name_the_file_and_key() {
+        let e = parse("[[node]]\nname = \"n1\"\napi = \"nowhere\"\n").unwrap_err();
+        assert!(e.to_string().contains("node[0].api"), "{e}");
+        let e = parse("[[node]]\nname = \"n1\"\napi = \"127.0.0.1:1\"\n[memory]\nshards = 0\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("memory.shards"), "{e}");
+        let e = parse("[[node]]\nname = \"n1\"\napi = \"127.0.0.1:1\"\nbogus = 1\n").unwrap_err();
+        assert!(e.to_string().contains("bogus"), "{e}");
+        assert!(e.to_string().starts_with("cluster.toml"), "{e}");
+        let e = parse("").unwrap_err();
+        assert!(e.to_string().contains("[[node]]"), "{e}");
+        let e = parse(
+            "[[node]]\nname = \"a\"\napi = \"127.0.0.1:1\"\n[[node]]\nname = \"a\"\napi = \"127.0.0.1:2\"\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("twice"), "{e}");
+    }
+}

@@ -1,0 +1,120 @@
+//! Running one node: its actor tree, its HTTP API, and a graceful shutdown.
+
+use std::future::Future;
+use std::io::Write;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use axum::serve::ListenerExt;
+
+use aimesh_actors::gateway::OfflineModel;
+use aimesh_actors::settings::Settings;
+use aimesh_actors::store::InMemoryStore;
+use aimesh_actors::{Node, NodeOptions};
+
+use crate::api::{AppState, router};
+use crate::config::{Config, NodeConfig};
+
+/// The node options `config` describes for node `name`.
+pub fn node_options(config: &Config, name: &str) -> NodeOptions {
+    let mut options = NodeOptions::new(name, Arc::new(InMemoryStore::new()));
+    options.memory_shards = config.memory_shards;
+    options.offline = OfflineModel {
+        latency: config.offline_latency,
+    };
+    options.gateway_max_in_flight = config.gateway_max_in_flight;
+    options.max_unfinished_tasks = config.limits.max_unfinished_tasks;
+    options.settings = Settings {
+        aging: config.aging,
+        max_active_tasks: config.max_active_tasks,
+        model_timeout: config.model_timeout,
+        ..Settings::default()
+    };
+    options
+}
+
+/// Starts node `node` of `config` and its API router (not yet listening).
+pub async fn start(config: &Config, node: &NodeConfig) -> anyhow::Result<(Node, Router)> {
+    let running = Node::start(node_options(config, &node.name))
+        .await
+        .with_context(|| format!("starting node {}", node.name))?;
+    let app = router(AppState {
+        node: running.clone(),
+        limits: Arc::new(config.limits.clone()),
+    });
+    Ok((running, app))
+}
+
+/// Runs node `name` of `config` until `shutdown` resolves (or the node fails).
+pub async fn run(
+    config: &Config,
+    name: &str,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let node_config = config.node(name).with_context(|| {
+        format!(
+            "{}: no [[node]] named {name:?} (have: {})",
+            config.path.display(),
+            config
+                .nodes
+                .iter()
+                .map(|n| n.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })?;
+    let listener = tokio::net::TcpListener::bind(node_config.api)
+        .await
+        .with_context(|| format!("cannot listen on {} (node {name})", node_config.api))?;
+    let address = listener.local_addr()?;
+    let (node, app) = start(config, node_config).await?;
+    let mut out = std::io::stdout();
+    let _ = writeln!(
+        out,
+        "aimesh node {name} is up: http://{address}/api/mesh (health: http://{address}/api/mesh/health)"
+    );
+    let _ = out.flush();
+    tracing::info!(node = name, %address, "serving the API");
+
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+    });
+    let watcher = node.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+    let outcome = tokio::select! {
+        served = server => served.context("HTTP server failed"),
+        () = watcher.stopped() => Err(anyhow::anyhow!(
+            "node {name}: its actor tree stopped (a node service crashed past its restart intensity)"
+        )),
+    };
+    tracing::info!(node = name, "shutting down");
+    node.shutdown().await;
+    outcome
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
