@@ -36,6 +36,9 @@ pub struct BenchArgs {
     /// Tasks in flight at once.
     #[arg(long, default_value_t = 256)]
     pub concurrency: usize,
+    /// Child processes per spawn figure (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -51,14 +54,48 @@ pub enum Part {
     Agents,
     /// Spawn bare tokio tasks with an mpsc receiver each.
     Baseline,
+    /// Spawn empty ractor actors: the floor any ractor-based agent stands on.
+    Ractor,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct SpawnFigures {
     count: usize,
     total_ms: f64,
     per_item_us: f64,
     rss_bytes_per_item: f64,
+}
+
+/// A spawn measurement twice in one process: `cold` touches fresh memory (page faults are
+/// part of the cost, and are slow on virtual machines), `warm` repeats it after the first
+/// round was stopped, so the allocator reuses memory already mapped.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct SpawnRun {
+    cold: SpawnFigures,
+    warm: SpawnFigures,
+}
+
+/// Waits until the process's RSS stops shrinking (stopped actors are torn down in the
+/// background), at most 10 s.
+async fn settle() {
+    let mut last = rss_bytes();
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = rss_bytes();
+        if now >= last {
+            return;
+        }
+        last = now;
+    }
+}
+
+fn figures(count: usize, elapsed: Duration, before: u64, after: u64) -> SpawnFigures {
+    SpawnFigures {
+        count,
+        total_ms: elapsed.as_secs_f64() * 1000.0,
+        per_item_us: elapsed.as_secs_f64() * 1e6 / count.max(1) as f64,
+        rss_bytes_per_item: after.saturating_sub(before) as f64 / count.max(1) as f64,
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -94,12 +131,12 @@ fn node_options(name: &str) -> NodeOptions {
     let mut o = NodeOptions::new(name, Arc::new(InMemoryStore::new()));
     o.max_unfinished_tasks = 1_000_000;
     o.settings.call_timeout = Duration::from_secs(120);
+    o.settings.max_active_tasks = 1024;
     o
 }
 
-async fn spawn_agents(n: usize) -> anyhow::Result<SpawnFigures> {
-    let node = Node::start(node_options("bench-agents")).await?;
-    let agents: Vec<AgentSpec> = (0..n)
+fn spawn_specs(n: usize) -> Vec<AgentSpec> {
+    (0..n)
         .map(|i| {
             let mut parameters = AgentParameters::for_kind("content");
             parameters.concurrency = 1;
@@ -113,57 +150,115 @@ async fn spawn_agents(n: usize) -> anyhow::Result<SpawnFigures> {
                 capabilities: vec!["copywriting".into()],
             }
         })
-        .collect();
-    let before = rss_bytes();
-    let start = Instant::now();
-    node.create_network(NewNetwork {
-        name: "spawn".into(),
-        description: String::new(),
-        max_iterations: 1,
-        timeout_seconds: 60,
-        agents: Some(agents),
-    })
-    .await?;
-    let elapsed = start.elapsed();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let after = rss_bytes();
-    Ok(SpawnFigures {
-        count: n,
-        total_ms: elapsed.as_secs_f64() * 1000.0,
-        per_item_us: elapsed.as_secs_f64() * 1e6 / n as f64,
-        rss_bytes_per_item: after.saturating_sub(before) as f64 / n as f64,
+        .collect()
+}
+
+async fn spawn_agents(n: usize) -> anyhow::Result<SpawnRun> {
+    let node = Node::start(node_options("bench-agents")).await?;
+    let mut rounds = Vec::new();
+    for _ in 0..2 {
+        let agents = spawn_specs(n);
+        let before = rss_bytes();
+        let start = Instant::now();
+        let network = node
+            .create_network(NewNetwork {
+                name: "spawn".into(),
+                description: String::new(),
+                max_iterations: 1,
+                timeout_seconds: 60,
+                agents: Some(agents),
+            })
+            .await?;
+        let elapsed = start.elapsed();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        rounds.push(figures(n, elapsed, before, rss_bytes()));
+        node.delete_network(network.record.network_id).await?;
+        settle().await;
+    }
+    Ok(SpawnRun {
+        cold: rounds[0],
+        warm: rounds[1],
     })
 }
 
-async fn spawn_baseline(n: usize) -> SpawnFigures {
-    let before = rss_bytes();
-    let start = Instant::now();
-    let mut senders = Vec::with_capacity(n);
-    let mut handles = Vec::with_capacity(n);
-    for _ in 0..n {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
-        handles.push(tokio::spawn(async move {
-            let mut seen = 0u64;
-            while let Some(v) = rx.recv().await {
-                seen = seen.wrapping_add(v);
+async fn spawn_baseline(n: usize) -> SpawnRun {
+    let mut rounds = Vec::new();
+    for _ in 0..2 {
+        let before = rss_bytes();
+        let start = Instant::now();
+        let mut senders = Vec::with_capacity(n);
+        let mut handles = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+            handles.push(tokio::spawn(async move {
+                let mut seen = 0u64;
+                while let Some(v) = rx.recv().await {
+                    seen = seen.wrapping_add(v);
+                }
+                seen
+            }));
+            senders.push(tx);
+        }
+        let elapsed = start.elapsed();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        rounds.push(figures(n, elapsed, before, rss_bytes()));
+        drop(senders);
+        for h in handles {
+            let _ = h.await;
+        }
+        settle().await;
+    }
+    SpawnRun {
+        cold: rounds[0],
+        warm: rounds[1],
+    }
+}
+
+struct Idle;
+
+impl ractor::Actor for Idle {
+    type Msg = ();
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(
+        &self,
+        _me: ractor::ActorRef<()>,
+        _args: (),
+    ) -> Result<(), ractor::ActorProcessingErr> {
+        Ok(())
+    }
+}
+
+async fn spawn_ractor(n: usize) -> anyhow::Result<SpawnRun> {
+    let mut rounds = Vec::new();
+    for _ in 0..2 {
+        let before = rss_bytes();
+        let start = Instant::now();
+        let mut actors = Vec::with_capacity(n);
+        // In batches, concurrently, as a network supervisor starts its agents.
+        for batch in (0..n).collect::<Vec<_>>().chunks(256) {
+            let started = futures::future::join_all(
+                batch.iter().map(|_| ractor::Actor::spawn(None, Idle, ())),
+            )
+            .await;
+            for s in started {
+                actors.push(s?);
             }
-            seen
-        }));
-        senders.push(tx);
+        }
+        let elapsed = start.elapsed();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        rounds.push(figures(n, elapsed, before, rss_bytes()));
+        for (a, h) in actors {
+            a.stop(None);
+            let _ = h.await;
+        }
+        settle().await;
     }
-    let elapsed = start.elapsed();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let after = rss_bytes();
-    drop(senders);
-    for h in handles {
-        let _ = h.await;
-    }
-    SpawnFigures {
-        count: n,
-        total_ms: elapsed.as_secs_f64() * 1000.0,
-        per_item_us: elapsed.as_secs_f64() * 1e6 / n as f64,
-        rss_bytes_per_item: after.saturating_sub(before) as f64 / n as f64,
-    }
+    Ok(SpawnRun {
+        cold: rounds[0],
+        warm: rounds[1],
+    })
 }
 
 fn seed_task() -> NewTask {
@@ -200,25 +295,29 @@ async fn tasks_in_process(n: usize, concurrency: usize) -> anyhow::Result<Throug
     let node = Node::start(node_options("bench-tasks")).await?;
     let net = default_network(&node).await?;
     let start = Instant::now();
+    // One spawned task per client, so the clients run on every core.
     let results = futures::future::join_all((0..concurrency.max(1)).map(|w| {
         let node = node.clone();
-        async move {
+        tokio::spawn(async move {
             let mut out = Vec::new();
             let mut i = w;
             while i < n {
                 let t0 = Instant::now();
                 let t = node.submit_task(net, seed_task()).await?;
                 node.process_task(net, t.task_id).await?;
-                let done = node
-                    .wait_task(net, t.task_id, Duration::from_secs(60))
+                let status = node
+                    .wait_status(net, t.task_id, Duration::from_secs(60))
                     .await?;
-                out.push((done.status == TaskStatus::Completed, t0.elapsed()));
+                out.push((status == TaskStatus::Completed, t0.elapsed()));
                 i += concurrency;
             }
             anyhow::Ok(out)
-        }
+        })
     }))
-    .await;
+    .await
+    .into_iter()
+    .map(|joined| joined.map_err(anyhow::Error::from).and_then(|r| r))
+    .collect();
     let seconds = start.elapsed().as_secs_f64();
     node.shutdown().await;
     summarize(n, seconds, results)
@@ -292,7 +391,7 @@ async fn tasks_over_http(n: usize, concurrency: usize) -> anyhow::Result<Through
         let base = base.clone();
         let net = net.clone();
         let body = body.clone();
-        async move {
+        tokio::spawn(async move {
             let mut out = Vec::new();
             let mut i = w;
             while i < n {
@@ -315,16 +414,19 @@ async fn tasks_over_http(n: usize, concurrency: usize) -> anyhow::Result<Through
                 i += concurrency;
             }
             anyhow::Ok(out)
-        }
+        })
     }))
-    .await;
+    .await
+    .into_iter()
+    .map(|joined| joined.map_err(anyhow::Error::from).and_then(|r| r))
+    .collect();
     let seconds = start.elapsed().as_secs_f64();
     server.abort();
     node.shutdown().await;
     summarize(n, seconds, results)
 }
 
-async fn in_child(part: &str, n: usize) -> anyhow::Result<SpawnFigures> {
+async fn in_child(part: &str, n: usize) -> anyhow::Result<SpawnRun> {
     let exe = std::env::current_exe()?;
     let out = tokio::process::Command::new(exe)
         .args(["bench", "--part", part, "--agents", &n.to_string()])
@@ -339,6 +441,21 @@ async fn in_child(part: &str, n: usize) -> anyhow::Result<SpawnFigures> {
     Ok(serde_json::from_slice(&out.stdout)?)
 }
 
+/// The median run of `runs` child processes, by cold spawn time.
+async fn median_of(part: &str, n: usize, runs: usize) -> anyhow::Result<SpawnRun> {
+    let mut all = Vec::new();
+    for _ in 0..runs.max(1) {
+        all.push(in_child(part, n).await?);
+    }
+    all.sort_by(|a, b| a.cold.per_item_us.total_cmp(&b.cold.per_item_us));
+    let mut warm: Vec<SpawnFigures> = all.iter().map(|r| r.warm).collect();
+    warm.sort_by(|a, b| a.per_item_us.total_cmp(&b.per_item_us));
+    Ok(SpawnRun {
+        cold: all[all.len() / 2].cold,
+        warm: warm[warm.len() / 2],
+    })
+}
+
 /// Runs the benchmark and prints its figures.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut out = std::io::stdout();
@@ -346,18 +463,23 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let figures = match part {
             Part::Agents => spawn_agents(args.agents).await?,
             Part::Baseline => spawn_baseline(args.agents).await,
+            Part::Ractor => spawn_ractor(args.agents).await?,
         };
         writeln!(out, "{}", serde_json::to_string(&figures)?)?;
         return Ok(());
     }
-    let agents = in_child("agents", args.agents).await?;
-    let baseline = in_child("baseline", args.agents).await?;
+    let agents = median_of("agents", args.agents, args.runs).await?;
+    let baseline = median_of("baseline", args.agents, args.runs).await?;
+    let floor = median_of("ractor", args.agents, args.runs).await?;
     let local = tasks_in_process(args.tasks, args.concurrency).await?;
     let http = tasks_over_http(args.http_tasks, args.concurrency.min(64)).await?;
+    let ratio = |a: &SpawnFigures, b: &SpawnFigures| a.per_item_us / b.per_item_us.max(1e-9);
     let report = serde_json::json!({
         "agents": agents,
         "baseline": baseline,
-        "spawn_ratio": agents.per_item_us / baseline.per_item_us.max(1e-9),
+        "ractor_floor": floor,
+        "spawn_ratio_cold": ratio(&agents.cold, &baseline.cold),
+        "spawn_ratio_warm": ratio(&agents.warm, &baseline.warm),
         "in_process": local,
         "http": http,
     });
@@ -365,29 +487,38 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
         return Ok(());
     }
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     writeln!(
         out,
-        "aimesh bench ({} cores)",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    )?;
-    writeln!(out, "spawn + idle memory, {} of each:", agents.count)?;
-    writeln!(
-        out,
-        "  aimesh agent (in a network)  {:>8.2} µs/spawn  {:>8.0} B RSS each",
-        agents.per_item_us, agents.rss_bytes_per_item
+        "aimesh bench ({cores} cores; spawn figures are the median of {} child processes)",
+        args.runs.max(1)
     )?;
     writeln!(
         out,
-        "  tokio task + mpsc baseline   {:>8.2} µs/spawn  {:>8.0} B RSS each",
-        baseline.per_item_us, baseline.rss_bytes_per_item
+        "spawn + idle memory, {} of each        cold (fresh memory)        warm (memory reused)",
+        agents.cold.count
     )?;
+    for (label, r) in [
+        ("aimesh agent in a network", &agents),
+        ("empty ractor actor (floor)", &floor),
+        ("tokio task + mpsc baseline", &baseline),
+    ] {
+        writeln!(
+            out,
+            "  {label:<28} {:>7.2} µs {:>7.0} B/agent   {:>7.2} µs {:>7.0} B/agent",
+            r.cold.per_item_us,
+            r.cold.rss_bytes_per_item,
+            r.warm.per_item_us,
+            r.warm.rss_bytes_per_item
+        )?;
+    }
     writeln!(
         out,
-        "  ratio                        {:>8.1}×           {:>8.1}×",
-        agents.per_item_us / baseline.per_item_us.max(1e-9),
-        agents.rss_bytes_per_item / baseline.rss_bytes_per_item.max(1.0)
+        "  agent / baseline            {:>7.1}×                   {:>7.1}×",
+        ratio(&agents.cold, &baseline.cold),
+        ratio(&agents.warm, &baseline.warm)
     )?;
     for (label, t) in [("in-process", &local), ("HTTP loopback", &http)] {
         writeln!(

@@ -197,7 +197,7 @@ impl AgentState {
         });
     }
 
-    /// Writes a note of the output to shared memory for the agents that come after.
+    /// Records what the agent produced as a decision in shared memory.
     fn remember(&self, work: &Assignment, output: &str) {
         let summary: String = output
             .lines()
@@ -212,7 +212,7 @@ impl AgentState {
         self.args.memory.put_detached(MemoryItem {
             memory_id: MemoryId::new(),
             network_id: work.network,
-            kind: MemoryKind::Context,
+            kind: MemoryKind::Decision,
             content: Value::String(format!(
                 "{} on \"{}\": {}",
                 self.args.spec.name,

@@ -16,7 +16,7 @@ mod flow;
 mod live;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -28,6 +28,7 @@ use crate::gateway::{ModelError, ModelResponse};
 use crate::ids::{AgentId, NetworkId, SubtaskId, TaskId};
 use crate::memory::MemoryClient;
 use crate::names::Names;
+use crate::planner::Vocabulary;
 use crate::sched::AgingQueue;
 use crate::stats::AgentStats;
 use crate::store::{Store, StoreError};
@@ -61,6 +62,8 @@ pub enum CoordinatorMsg {
         /// How it ended.
         outcome: SubtaskOutcome,
     },
+    /// Internal: shared memory was read for a task; plan it.
+    Briefed(TaskId, Vec<String>),
     /// Internal: a synthesis call ended.
     Synthesized(TaskId, Result<ModelResponse, ModelError>),
     /// Internal: a task's deadline passed.
@@ -126,6 +129,25 @@ pub struct AgentHandle {
     pub actor: ActorRef<AgentMsg>,
     /// Its counters.
     pub stats: Arc<AgentStats>,
+    /// The words it answers to, for planning; computed when first needed.
+    vocabulary: OnceLock<Vocabulary>,
+}
+
+impl AgentHandle {
+    /// The words it answers to.
+    pub fn vocabulary(&self) -> &Vocabulary {
+        self.vocabulary.get_or_init(|| Vocabulary::of(&self.spec))
+    }
+
+    /// A handle for `actor`, running `spec`.
+    pub fn new(spec: Arc<AgentSpec>, actor: ActorRef<AgentMsg>, stats: Arc<AgentStats>) -> Self {
+        Self {
+            vocabulary: OnceLock::new(),
+            spec,
+            actor,
+            stats,
+        }
+    }
 }
 
 /// What a coordinator starts with.
@@ -224,6 +246,7 @@ impl Actor for Coordinator {
                 agent,
                 outcome,
             } => state.finished(subtask, agent, outcome, &myself).await?,
+            CoordinatorMsg::Briefed(task, memory) => state.plan(task, memory, &myself).await?,
             CoordinatorMsg::Synthesized(task, result) => state.synthesized(task, result).await?,
             CoordinatorMsg::Deadline(task) => state.deadline(task).await?,
             CoordinatorMsg::AgentUp { agent, crash } => state.agent_up(agent, crash).await?,

@@ -10,6 +10,8 @@
 //! Registered as `<node>/net/<id>`. Also adds and removes agents at run time.
 
 use std::collections::HashSet;
+
+use futures::future::join_all;
 use std::sync::Arc;
 
 use ractor::{
@@ -33,6 +35,9 @@ use crate::stats::{AgentStats, AgentStatsView, AgentStatus};
 use crate::store::{Store, StoreError};
 use crate::types::{AgentSpec, NetworkRecord, now};
 use crate::watch::TaskWatch;
+
+/// Agents started concurrently at a time when a network starts.
+const SPAWN_BATCH: usize = 256;
 
 /// Messages to a network supervisor.
 #[derive(RactorMessage)]
@@ -133,18 +138,29 @@ impl Actor for NetworkSupervisor {
             removing: HashSet::new(),
             args,
         };
-        for spec in state.args.record.specialists().cloned().collect::<Vec<_>>() {
-            let spec = Arc::new(spec);
-            let stats = Arc::new(AgentStats::default());
-            let actor = state
-                .spawn_agent(&myself.get_cell(), spec.clone(), stats.clone())
-                .await?;
-            state.agents.push(Slot {
-                spec,
-                actor: Some(actor),
-                stats,
-                restarts: RestartWindow::new(policy),
-            });
+        // Agents start in batches, concurrently: a network of thousands comes up in one pass.
+        let specs: Vec<Arc<AgentSpec>> = state
+            .args
+            .record
+            .specialists()
+            .map(|s| Arc::new(s.clone()))
+            .collect();
+        let cell = myself.get_cell();
+        for batch in specs.chunks(SPAWN_BATCH) {
+            let started = join_all(batch.iter().map(|spec| {
+                let stats = Arc::new(AgentStats::default());
+                let started = state.spawn_agent(&cell, spec.clone(), stats.clone());
+                async move { (spec.clone(), stats, started.await) }
+            }))
+            .await;
+            for (spec, stats, actor) in started {
+                state.agents.push(Slot {
+                    spec,
+                    actor: Some(actor?),
+                    stats,
+                    restarts: RestartWindow::new(policy),
+                });
+            }
         }
         state.spawn_coordinator(&myself.get_cell()).await?;
         Ok(state)
@@ -222,11 +238,11 @@ impl NetworkState {
         self.agents
             .iter()
             .filter_map(|s| {
-                Some(AgentHandle {
-                    spec: s.spec.clone(),
-                    actor: s.actor.clone()?,
-                    stats: s.stats.clone(),
-                })
+                Some(AgentHandle::new(
+                    s.spec.clone(),
+                    s.actor.clone()?,
+                    s.stats.clone(),
+                ))
             })
             .collect()
     }
@@ -310,7 +326,7 @@ impl NetworkState {
                 self.agents[index].actor = Some(actor.clone());
                 if let Some(c) = &self.coordinator {
                     let _ = c.cast(CoordinatorMsg::AgentUp {
-                        agent: AgentHandle { spec, actor, stats },
+                        agent: AgentHandle::new(spec, actor, stats),
                         crash: Some(error),
                     });
                 }
@@ -382,11 +398,7 @@ impl NetworkState {
         self.persist().await?;
         if let Some(c) = &self.coordinator {
             let _ = c.cast(CoordinatorMsg::AgentUp {
-                agent: AgentHandle {
-                    spec: spec.clone(),
-                    actor,
-                    stats: stats.clone(),
-                },
+                agent: AgentHandle::new(spec.clone(), actor, stats.clone()),
                 crash: None,
             });
         }

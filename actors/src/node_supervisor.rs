@@ -306,10 +306,7 @@ impl NodeState {
                     agent_name: None,
                 }),
             };
-            self.args
-                .store
-                .append(network, task.task_id, &event)
-                .await?;
+            self.args.store.append(network, task.task_id, event).await?;
             self.args.admission.release(network);
             self.args.watch.finished(task.task_id, TaskStatus::Failed);
         }

@@ -201,15 +201,35 @@ fn stem(w: &str) -> String {
     w.to_owned()
 }
 
-fn vocabulary(spec: &AgentSpec) -> HashSet<String> {
-    let mut v: HashSet<String> = lexicon(&spec.kind).iter().map(|w| stem(w)).collect();
-    for cap in &spec.capabilities {
-        v.extend(stems(cap));
+/// The word stems an agent answers to; computed once per agent.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Vocabulary(HashSet<String>);
+
+impl Vocabulary {
+    /// The vocabulary of `spec`: its type's lexicon, capabilities, type, name and description.
+    pub fn of(spec: &AgentSpec) -> Self {
+        let mut v: HashSet<String> = lexicon(&spec.kind).iter().map(|w| stem(w)).collect();
+        for cap in &spec.capabilities {
+            v.extend(stems(cap));
+        }
+        v.extend(stems(&spec.kind));
+        v.extend(stems(&spec.name));
+        v.extend(stems(&spec.description));
+        Self(v)
     }
-    v.extend(stems(&spec.kind));
-    v.extend(stems(&spec.name));
-    v.extend(stems(&spec.description));
-    v
+
+    fn contains(&self, stem: &str) -> bool {
+        self.0.contains(stem)
+    }
+}
+
+/// A specialist the planner may choose, with its vocabulary.
+#[derive(Debug, Clone, Copy)]
+pub struct Candidate<'a> {
+    /// Its configuration.
+    pub spec: &'a AgentSpec,
+    /// Its vocabulary.
+    pub vocabulary: &'a Vocabulary,
 }
 
 fn context_words(context: &Value, out: &mut Vec<String>) {
@@ -249,7 +269,7 @@ pub fn describe(spec: &AgentSpec, task: &str) -> String {
 pub fn plan(
     task: &str,
     context: &Value,
-    specialists: &[&AgentSpec],
+    candidates: &[Candidate<'_>],
     load: impl Fn(AgentId) -> usize,
 ) -> Vec<Delegation> {
     let task_words: BTreeSet<String> = stems(task).into_iter().collect();
@@ -264,17 +284,20 @@ pub fn plan(
         matched: Vec<String>,
     }
     let mut pools: Vec<(String, Vec<Scored>)> = Vec::new();
-    for spec in specialists {
-        let vocab = vocabulary(spec);
+    for &Candidate {
+        spec,
+        vocabulary: vocab,
+    } in candidates
+    {
         let mut matched: Vec<String> = task_words
             .iter()
-            .filter(|w| vocab.contains(*w))
+            .filter(|w| vocab.contains(w))
             .cloned()
             .collect();
         let text_hits = matched.len() as u32;
         let ctx_hits: Vec<String> = ctx_words
             .iter()
-            .filter(|w| vocab.contains(*w) && !task_words.contains(*w))
+            .filter(|w| vocab.contains(w) && !task_words.contains(*w))
             .cloned()
             .collect();
         let score = text_hits * 2 + ctx_hits.len() as u32;
@@ -309,11 +332,12 @@ pub fn plan(
         }
     }
     if out.is_empty() {
-        let generalist = specialists
+        let generalist = candidates
             .iter()
+            .map(|c| c.spec)
             .filter(|s| s.kind == "content")
             .min_by_key(|s| load(s.agent_id))
-            .or_else(|| specialists.first());
+            .or_else(|| candidates.first().map(|c| c.spec));
         if let Some(spec) = generalist {
             out.push(Delegation {
                 agent_id: spec.agent_id,
@@ -360,6 +384,21 @@ pub fn alternative(
 mod tests {
     use super::*;
     use crate::types::{AgentParameters, default_agents};
+
+    fn plan(
+        task: &str,
+        context: &Value,
+        specialists: &[&AgentSpec],
+        load: impl Fn(AgentId) -> usize,
+    ) -> Vec<Delegation> {
+        let vocabularies: Vec<Vocabulary> = specialists.iter().map(|s| Vocabulary::of(s)).collect();
+        let candidates: Vec<Candidate> = specialists
+            .iter()
+            .zip(&vocabularies)
+            .map(|(spec, vocabulary)| Candidate { spec, vocabulary })
+            .collect();
+        super::plan(task, context, &candidates, load)
+    }
 
     fn kinds(plan: &[Delegation], agents: &[AgentSpec]) -> Vec<String> {
         plan.iter()

@@ -46,8 +46,12 @@ fn system(spec: &AgentSpec) -> String {
     )
 }
 
-fn one_line(s: &str) -> String {
-    s.replace(['\n', '\r'], " ")
+fn one_line(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains(['\n', '\r']) {
+        s.replace(['\n', '\r'], " ").into()
+    } else {
+        s.into()
+    }
 }
 
 /// Neutralizes our section tags inside user-supplied text.
@@ -64,7 +68,7 @@ fn push_common(out: &mut String, brief: &TaskBrief) {
     out.push_str("<task>\n");
     out.push_str(&escape(&brief.task));
     out.push_str("\n</task>\n\n<context>\n");
-    let context = serde_json::to_string_pretty(&brief.context).unwrap_or_default();
+    let context = serde_json::to_string(&brief.context).unwrap_or_default();
     out.push_str(&escape(&context));
     out.push_str("\n</context>\n\n");
     if !brief.memory.is_empty() {
@@ -115,11 +119,9 @@ pub fn synthesis(spec: &AgentSpec, brief: &TaskBrief, outputs: &[Output]) -> Vec
     ]
 }
 
-fn section<'a>(text: &'a str, tag: &str) -> Option<&'a str> {
-    let open = format!("<{tag}>");
-    let close = format!("</{tag}>");
-    let start = text.find(&open)? + open.len();
-    let end = start + text[start..].find(&close)?;
+fn section<'a>(text: &'a str, open: &str, close: &str) -> Option<&'a str> {
+    let start = text.find(open)? + open.len();
+    let end = start + text[start..].find(close)?;
     Some(text[start..end].trim_matches('\n'))
 }
 
@@ -177,11 +179,11 @@ pub fn parse(messages: &[ChatMessage]) -> Option<Brief> {
         .rev()
         .find(|m| m.role == Role::User)
         .map(|m| m.content.as_str())?;
-    let task = section(user, "task")?;
-    let context = section(user, "context")
+    let task = section(user, "<task>", "</task>")?;
+    let context = section(user, "<context>", "</context>")
         .and_then(|c| serde_json::from_str(c).ok())
         .unwrap_or(Value::Null);
-    let memory = section(user, "memory")
+    let memory = section(user, "<memory>", "</memory>")
         .map(|m| {
             m.lines()
                 .filter_map(|l| l.strip_prefix("- "))
@@ -206,7 +208,9 @@ pub fn parse(messages: &[ChatMessage]) -> Option<Brief> {
             .unwrap_or_default(),
         task: task.to_owned(),
         context,
-        assignment: section(user, "assignment").unwrap_or("").to_owned(),
+        assignment: section(user, "<assignment>", "</assignment>")
+            .unwrap_or("")
+            .to_owned(),
         memory,
         contributions: contributions(user),
     })

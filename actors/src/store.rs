@@ -67,8 +67,14 @@ pub trait Store: Send + Sync + 'static {
         &self,
         network: NetworkId,
         task: TaskId,
-        event: &TaskEvent,
+        event: TaskEvent,
     ) -> Result<TaskStatus, StoreError>;
+    /// A task's status, without reading the whole record.
+    async fn task_status(
+        &self,
+        network: NetworkId,
+        task: TaskId,
+    ) -> Result<Option<TaskStatus>, StoreError>;
     /// One task.
     async fn task(
         &self,

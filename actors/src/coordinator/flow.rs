@@ -14,10 +14,11 @@ use crate::agent::AgentMsg;
 use crate::behavior::Assignment;
 use crate::gateway::offline::compose::summary_of;
 use crate::gateway::{GatewayMsg, ModelError, ModelRequest, ModelResponse};
-use crate::ids::{AgentId, MemoryId, SubtaskId, TaskId};
+use crate::ids::{AgentId, MemoryId, NetworkId, SubtaskId, TaskId};
+use crate::memory::MemoryClient;
 use crate::names::lookup;
 use crate::owned::OwnedTask;
-use crate::planner;
+use crate::planner::{self, Candidate};
 use crate::prompt::{self, Output, TaskBrief};
 use crate::rpc::ask;
 use crate::stats::AgentStatus;
@@ -31,10 +32,7 @@ type Me = ActorRef<CoordinatorMsg>;
 
 impl CoordinatorState {
     async fn journal(&self, task: TaskId, event: TaskEvent) -> Result<TaskStatus, StoreError> {
-        self.args
-            .store
-            .append(self.args.network, task, &event)
-            .await
+        self.args.store.append(self.args.network, task, event).await
     }
 
     fn load_of(&self, agent: AgentId) -> usize {
@@ -99,8 +97,8 @@ impl CoordinatorState {
             });
         }
         let event = TaskEvent::Processing { at: now() };
-        self.journal(task, event.clone()).await?;
-        record.apply(&event);
+        record.apply(event.clone());
+        self.journal(task, event).await?;
         self.enqueue(&record, myself);
         Ok(TaskStatus::Processing)
     }
@@ -118,7 +116,14 @@ impl CoordinatorState {
             live.phase = Phase::Delegating;
             self.active += 1;
             if live.subs.is_empty() {
-                self.plan(task, myself).await?;
+                // Read shared memory in an owned task; planning continues on `Briefed`.
+                let memory = self.args.memory.clone();
+                let network = self.args.network;
+                let me = myself.clone();
+                live.prep = Some(OwnedTask::spawn(async move {
+                    let lines = read_memory(&memory, network).await;
+                    let _ = me.cast(CoordinatorMsg::Briefed(task, lines));
+                }));
             } else {
                 // Resumed after a restart: send again what is still out (agents ignore
                 // duplicates), then see whether the round is already complete.
@@ -134,28 +139,6 @@ impl CoordinatorState {
             }
         }
         Ok(())
-    }
-
-    async fn read_memory(&self) -> Vec<String> {
-        let query = MemoryQuery {
-            kinds: vec![MemoryKind::Fact, MemoryKind::Context, MemoryKind::Feedback],
-            limit: 6,
-            ..MemoryQuery::default()
-        };
-        match self.args.memory.query(self.args.network, &query).await {
-            Ok(page) => page
-                .items
-                .iter()
-                .map(|i| {
-                    let text: String = i.content_text().chars().take(300).collect();
-                    format!("[{}] {text}", i.kind.as_str())
-                })
-                .collect(),
-            Err(e) => {
-                tracing::debug!(error = %e, "planning without shared memory");
-                Vec::new()
-            }
-        }
     }
 
     fn note(&self, task: TaskId, text: String) {
@@ -174,22 +157,37 @@ impl CoordinatorState {
         });
     }
 
-    /// The first round: pick the agents whose capabilities fit, and delegate.
-    async fn plan(&mut self, task: TaskId, myself: &Me) -> Result<(), StoreError> {
-        let memory = self.read_memory().await;
-        let specialists: Vec<&AgentSpec> = self
+    /// The first round, once memory is read: pick the agents whose capabilities fit, and
+    /// delegate.
+    pub(super) async fn plan(
+        &mut self,
+        task: TaskId,
+        memory: Vec<String>,
+        myself: &Me,
+    ) -> Result<(), StoreError> {
+        if self
+            .live
+            .get_mut(&task)
+            .and_then(|l| l.prep.take())
+            .is_none()
+        {
+            return Ok(()); // not waiting for its brief (ended meanwhile, or a stale message)
+        }
+        let candidates: Vec<Candidate> = self
             .agents
             .iter()
             .filter(|a| a.stats.status() != AgentStatus::Failed)
-            .map(|a| &*a.spec)
+            .map(|a| Candidate {
+                spec: &a.spec,
+                vocabulary: a.vocabulary(),
+            })
             .collect();
         let Some(live) = self.live.get(&task) else {
             return Ok(());
         };
-        let delegations =
-            planner::plan(&live.brief.task, &live.brief.context, &specialists, |id| {
-                self.load_of(id)
-            });
+        let delegations = planner::plan(&live.brief.task, &live.brief.context, &candidates, |id| {
+            self.load_of(id)
+        });
         let at = now();
         let records: Vec<SubtaskRecord> = delegations
             .iter()
@@ -515,19 +513,22 @@ impl CoordinatorState {
                 })
             })
             .collect();
-        let request = ModelRequest {
-            model: spec.model.clone(),
-            messages: prompt::synthesis(&spec, &live.brief, &outputs),
-            max_tokens: spec.parameters.max_tokens,
-            temperature: spec.parameters.temperature,
-            top_p: spec.parameters.top_p,
-            priority: live.priority,
-            network_id: Some(network),
-            task_id: Some(task),
-            timeout,
-        };
+        let brief = live.brief.clone();
+        let priority = live.priority;
         let me = myself.clone();
+        // The prompt is built in the owned task too: the coordinator only hands over the parts.
         live.synthesis = Some(OwnedTask::spawn(async move {
+            let request = ModelRequest {
+                model: spec.model.clone(),
+                messages: prompt::synthesis(&spec, &brief, &outputs),
+                max_tokens: spec.parameters.max_tokens,
+                temperature: spec.parameters.temperature,
+                top_p: spec.parameters.top_p,
+                priority,
+                network_id: Some(network),
+                task_id: Some(task),
+                timeout,
+            };
             let result = match lookup::<GatewayMsg>(&gateway) {
                 Some(gw) => ask(&gw, timeout * 2, |r| {
                     GatewayMsg::Complete(Box::new(request), r)
@@ -787,6 +788,29 @@ impl CoordinatorState {
                 .await?;
         }
         Ok(())
+    }
+}
+
+/// The network's recent facts, context and feedback, as prompt lines.
+async fn read_memory(memory: &MemoryClient, network: NetworkId) -> Vec<String> {
+    let query = MemoryQuery {
+        kinds: vec![MemoryKind::Fact, MemoryKind::Context, MemoryKind::Feedback],
+        limit: 6,
+        ..MemoryQuery::default()
+    };
+    match memory.query(network, &query).await {
+        Ok(page) => page
+            .items
+            .iter()
+            .map(|i| {
+                let text: String = i.content_text().chars().take(300).collect();
+                format!("[{}] {text}", i.kind.as_str())
+            })
+            .collect(),
+        Err(e) => {
+            tracing::debug!(error = %e, "planning without shared memory");
+            Vec::new()
+        }
     }
 }
 

@@ -62,6 +62,8 @@ pub(super) struct Live {
     pub phase: Phase,
     pub subs: Vec<Sub>,
     pub deadline: Option<OwnedTask>,
+    /// The shared-memory read before planning.
+    pub prep: Option<OwnedTask>,
     pub synthesis: Option<OwnedTask>,
 }
 
@@ -80,6 +82,7 @@ impl Live {
             phase: Phase::Waiting,
             subs: r.subtasks.iter().map(Sub::from_record).collect(),
             deadline: None,
+            prep: None,
             synthesis: None,
         }
     }

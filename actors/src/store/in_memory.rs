@@ -74,7 +74,7 @@ impl Store for InMemoryStore {
         &self,
         network: NetworkId,
         task: TaskId,
-        event: &TaskEvent,
+        event: TaskEvent,
     ) -> Result<TaskStatus, StoreError> {
         let mut record = self
             .tasks
@@ -83,6 +83,18 @@ impl Store for InMemoryStore {
             .ok_or(StoreError::UnknownTask { network, task })?;
         record.apply(event);
         Ok(record.status)
+    }
+
+    async fn task_status(
+        &self,
+        network: NetworkId,
+        task: TaskId,
+    ) -> Result<Option<TaskStatus>, StoreError> {
+        Ok(self
+            .tasks
+            .get(&task)
+            .filter(|t| t.network_id == network)
+            .map(|t| t.status))
     }
 
     async fn task(

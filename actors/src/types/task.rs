@@ -343,44 +343,44 @@ fn millis_between(from: Timestamp, to: Timestamp) -> u64 {
 
 impl TaskRecord {
     /// Applies one journal event. Nothing changes a terminal task.
-    pub fn apply(&mut self, event: &TaskEvent) {
+    pub fn apply(&mut self, event: TaskEvent) {
         if self.status.is_terminal() {
             return;
         }
         match event {
             TaskEvent::Processing { at } => {
                 self.status = TaskStatus::Processing;
-                self.started_at.get_or_insert(*at);
+                self.started_at.get_or_insert(at);
             }
             TaskEvent::Planned {
                 iteration,
                 subtasks,
             } => {
-                self.iterations = self.iterations.max(*iteration);
+                self.iterations = self.iterations.max(iteration);
                 for s in subtasks {
                     if self.subtask(s.step).is_none() {
-                        self.subtasks.push(s.clone());
+                        self.subtasks.push(s);
                     }
                 }
             }
             TaskEvent::SubtaskStarted { step, attempt, at } => {
-                if let Some(s) = self.subtask_mut(*step).filter(|s| !s.status.is_terminal()) {
+                if let Some(s) = self.subtask_mut(step).filter(|s| !s.status.is_terminal()) {
                     s.status = SubtaskStatus::Running;
-                    s.attempts = s.attempts.max(*attempt);
-                    s.started_at = Some(*at);
+                    s.attempts = s.attempts.max(attempt);
+                    s.started_at = Some(at);
                 }
             }
             TaskEvent::SubtaskRedelivered { step, attempt } => {
-                if let Some(s) = self.subtask_mut(*step).filter(|s| !s.status.is_terminal()) {
+                if let Some(s) = self.subtask_mut(step).filter(|s| !s.status.is_terminal()) {
                     s.status = SubtaskStatus::Pending;
-                    s.attempts = s.attempts.max(*attempt);
+                    s.attempts = s.attempts.max(attempt);
                 }
             }
             TaskEvent::SubtaskFinished { step, at, outcome } => {
                 let mut used = None;
-                if let Some(s) = self.subtask_mut(*step).filter(|s| !s.status.is_terminal()) {
-                    s.finished_at = Some(*at);
-                    s.duration_ms = s.started_at.map(|from| millis_between(from, *at));
+                if let Some(s) = self.subtask_mut(step).filter(|s| !s.status.is_terminal()) {
+                    s.finished_at = Some(at);
+                    s.duration_ms = s.started_at.map(|from| millis_between(from, at));
                     match outcome {
                         SubtaskOutcome::Completed {
                             output,
@@ -389,19 +389,19 @@ impl TaskRecord {
                             usage,
                         } => {
                             s.status = SubtaskStatus::Completed;
-                            s.output = Some(output.clone());
-                            s.model = Some(model.clone());
-                            s.provider = Some(provider.clone());
-                            s.usage = Some(*usage);
-                            used = Some(*usage);
+                            s.output = Some(output);
+                            s.model = Some(model);
+                            s.provider = Some(provider);
+                            s.usage = Some(usage);
+                            used = Some(usage);
                         }
                         SubtaskOutcome::Failed { error } => {
                             s.status = SubtaskStatus::Failed;
-                            s.error = Some(error.clone());
+                            s.error = Some(error);
                         }
                         SubtaskOutcome::Cancelled { reason } => {
                             s.status = SubtaskStatus::Cancelled;
-                            s.error = Some(reason.clone());
+                            s.error = Some(reason);
                         }
                     }
                 }
@@ -409,25 +409,25 @@ impl TaskRecord {
                     self.usage.add(u);
                 }
             }
-            TaskEvent::Noted(note) => self.errors.push(note.clone()),
+            TaskEvent::Noted(note) => self.errors.push(note),
             TaskEvent::Finished {
                 status,
                 at,
                 result,
                 error,
             } => {
-                self.status = *status;
-                self.finished_at = Some(*at);
-                self.duration_ms = self.started_at.map(|from| millis_between(from, *at));
-                self.result.clone_from(result);
-                self.error.clone_from(error);
-                if let Some(r) = result {
+                self.status = status;
+                self.finished_at = Some(at);
+                self.duration_ms = self.started_at.map(|from| millis_between(from, at));
+                if let Some(r) = &result {
                     self.usage.add(r.usage);
                 }
+                self.result = result;
+                self.error = error;
                 for s in &mut self.subtasks {
                     if !s.status.is_terminal() {
                         s.status = SubtaskStatus::Cancelled;
-                        s.finished_at = Some(*at);
+                        s.finished_at = Some(at);
                         s.error = Some(format!("task {}", status.as_str()));
                     }
                 }
@@ -569,12 +569,12 @@ mod tests {
     fn events_walk_a_task_to_completion_and_terminal_is_final() {
         let mut t = record();
         let at = now();
-        t.apply(&TaskEvent::Processing { at });
-        t.apply(&TaskEvent::Planned {
+        t.apply(TaskEvent::Processing { at });
+        t.apply(TaskEvent::Planned {
             iteration: 1,
             subtasks: vec![sub(t.task_id, 1), sub(t.task_id, 2)],
         });
-        t.apply(&TaskEvent::SubtaskStarted {
+        t.apply(TaskEvent::SubtaskStarted {
             step: 1,
             attempt: 1,
             at,
@@ -593,12 +593,12 @@ mod tests {
                 usage,
             },
         };
-        t.apply(&done);
+        t.apply(done.clone());
         // A duplicate result is ignored: usage is counted once.
-        t.apply(&done);
+        t.apply(done);
         assert_eq!(t.usage, usage);
         assert_eq!(t.status, TaskStatus::Processing);
-        t.apply(&TaskEvent::Finished {
+        t.apply(TaskEvent::Finished {
             status: TaskStatus::Failed,
             at,
             result: None,
@@ -612,7 +612,7 @@ mod tests {
         assert_eq!(t.status, TaskStatus::Failed);
         assert_eq!(t.subtasks[1].status, SubtaskStatus::Cancelled);
         // Nothing moves a terminal task, not even a second terminal event.
-        t.apply(&TaskEvent::Finished {
+        t.apply(TaskEvent::Finished {
             status: TaskStatus::Completed,
             at,
             result: None,

@@ -97,6 +97,10 @@ impl Facts {
                 Some((_, rest)) => rest,
                 None => text,
             };
+            // The cheap test first: most memory lines are not about voice.
+            if !has_stem(text, &["voice", "tone", "style"]) {
+                return None;
+            }
             let text = clean(text, 160);
             (!text.is_empty() && has_stem(&text, &["voice", "tone", "style"])).then_some(text)
         });

@@ -1,0 +1,7 @@
+//! Integration tests: real `aimesh` processes on free 127.0.0.1 ports, driven over HTTP.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod cli;
+mod seed;
+mod support;

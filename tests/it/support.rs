@@ -1,0 +1,127 @@
+//! Starting node processes and talking to them.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The `aimesh` binary under test.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_aimesh"))
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A temporary directory with a cluster file for `nodes` (name, port).
+pub fn cluster_file(nodes: &[(&str, u16)], extra: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::from("[cluster]\nname = \"test\"\n");
+    for (name, port) in nodes {
+        text.push_str(&format!(
+            "[[node]]\nname = \"{name}\"\napi = \"127.0.0.1:{port}\"\n"
+        ));
+    }
+    text.push_str(extra);
+    let path = dir.path().join("cluster.toml");
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+/// A child process killed on drop.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `aimesh <args>` in the background.
+pub fn spawn(args: &[&str]) -> Proc {
+    Proc(
+        Command::new(binary())
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Polls `check` until it returns `Some`, or panics after `limit`.
+pub fn eventually<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// A blocking HTTP client for one node.
+pub struct Api {
+    base: String,
+    client: reqwest::blocking::Client,
+}
+
+impl Api {
+    pub fn new(port: u16) -> Self {
+        Self {
+            base: format!("http://127.0.0.1:{port}/api/mesh"),
+            client: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    fn send(&self, req: reqwest::blocking::RequestBuilder) -> (u16, Value) {
+        let resp = req.send().unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        self.send(self.client.get(format!("{}{path}", self.base)))
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.send(self.client.post(format!("{}{path}", self.base)).json(body))
+    }
+
+    pub fn post_empty(&self, path: &str) -> (u16, Value) {
+        self.send(self.client.post(format!("{}{path}", self.base)))
+    }
+
+    pub fn delete(&self, path: &str) -> (u16, Value) {
+        self.send(self.client.delete(format!("{}{path}", self.base)))
+    }
+
+    /// Waits until the node answers its health check.
+    pub fn wait_healthy(&self) {
+        eventually(Duration::from_secs(30), "the node to be healthy", || {
+            let resp = self
+                .client
+                .get(format!("{}/health", self.base))
+                .send()
+                .ok()?;
+            (resp.status().as_u16() == 200).then_some(())
+        });
+    }
+}
