@@ -7,7 +7,9 @@ mod dto;
 mod error;
 mod extract;
 mod memory;
+mod metrics;
 mod networks;
+mod openai;
 mod tasks;
 
 pub use error::ApiError;
@@ -30,6 +32,8 @@ pub struct AppState {
     pub node: Node,
     /// Request limits.
     pub limits: Arc<Limits>,
+    /// Time limit of one model call on the OpenAI-compatible API.
+    pub model_timeout: std::time::Duration,
 }
 
 /// The API's routes.
@@ -68,8 +72,13 @@ pub fn router(state: AppState) -> Router {
             post(memory::add).get(memory::list),
         )
         .method_not_allowed_fallback(method_not_allowed);
+    let v1 = Router::new()
+        .route("/chat/completions", post(openai::chat_completions))
+        .route("/models", get(openai::models));
     Router::new()
         .nest("/api/mesh", mesh)
+        .nest("/v1", v1)
+        .route("/metrics", get(metrics::metrics))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(tower_http::trace::TraceLayer::new_for_http())

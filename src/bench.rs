@@ -167,6 +167,7 @@ async fn spawn_agents(n: usize) -> anyhow::Result<SpawnRun> {
                 max_iterations: 1,
                 timeout_seconds: 60,
                 agents: Some(agents),
+                budget_usd: None,
             })
             .await?;
         let elapsed = start.elapsed();
@@ -285,6 +286,7 @@ async fn default_network(node: &Node) -> anyhow::Result<aimesh_actors::ids::Netw
             max_iterations: 10,
             timeout_seconds: 300,
             agents: None,
+            budget_usd: None,
         })
         .await?
         .record

@@ -8,6 +8,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod gateway;
+
+pub use gateway::GatewaySection;
+
 /// A configuration error, naming the file and the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -53,7 +57,7 @@ struct RawConfig {
     #[serde(default)]
     memory: RawMemory,
     #[serde(default)]
-    gateway: RawGateway,
+    gateway: gateway::RawGateway,
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,21 +108,6 @@ struct RawMemory {
     shards: Option<u64>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawGateway {
-    timeout_seconds: Option<u64>,
-    max_in_flight: Option<u64>,
-    #[serde(default)]
-    offline: RawOffline,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawOffline {
-    latency_ms: Option<u64>,
-}
-
 /// One node of the cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeConfig {
@@ -153,7 +142,7 @@ impl Default for Limits {
 }
 
 /// The validated configuration.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Config {
     /// Where it was read from.
     pub path: PathBuf,
@@ -169,12 +158,8 @@ pub struct Config {
     pub max_active_tasks: usize,
     /// Memory shards per node.
     pub memory_shards: u32,
-    /// Time limit of one model call.
-    pub model_timeout: Duration,
-    /// Most model calls in flight per node.
-    pub gateway_max_in_flight: usize,
-    /// Simulated latency of the offline model.
-    pub offline_latency: Duration,
+    /// The model gateway.
+    pub gateway: gateway::GatewaySection,
 }
 
 impl Config {
@@ -187,13 +172,22 @@ impl Config {
         Self::parse(path, &text)
     }
 
-    /// Parses and validates `text`, read from `path`.
+    /// Parses and validates `text`, read from `path`, with this process's environment.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        Self::parse_with_env(path, text, &|k| std::env::var(k).ok())
+    }
+
+    /// Parses and validates `text` with `env` standing for the environment.
+    pub fn parse_with_env(
+        path: &Path,
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
             message: e.to_string().trim_end().to_owned(),
         })?;
-        validate(path, raw)
+        validate(path, raw, env)
     }
 
     /// The node called `name`.
@@ -202,7 +196,7 @@ impl Config {
     }
 }
 
-fn ranged(
+pub(crate) fn ranged(
     path: &Path,
     key: &str,
     value: Option<u64>,
@@ -221,11 +215,15 @@ fn ranged(
     }
 }
 
-fn to_usize(v: u64) -> usize {
+pub(crate) fn to_usize(v: u64) -> usize {
     usize::try_from(v).unwrap_or(usize::MAX)
 }
 
-fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
+fn validate(
+    path: &Path,
+    raw: RawConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
     let RawConfig {
         cluster,
         node,
@@ -315,11 +313,6 @@ fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
         max_active_tasks,
     } = scheduler;
     let RawMemory { shards } = memory;
-    let RawGateway {
-        timeout_seconds,
-        max_in_flight,
-        offline: RawOffline { latency_ms },
-    } = gateway;
     let RawCluster { name: cluster } = cluster;
     Ok(Config {
         path: path.to_owned(),
@@ -342,27 +335,7 @@ fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
         )?),
         memory_shards: u32::try_from(ranged(path, "memory.shards", shards, 4, 1..=1024)?)
             .unwrap_or(4),
-        model_timeout: Duration::from_secs(ranged(
-            path,
-            "gateway.timeout_seconds",
-            timeout_seconds,
-            120,
-            1..=3600,
-        )?),
-        gateway_max_in_flight: to_usize(ranged(
-            path,
-            "gateway.max_in_flight",
-            max_in_flight,
-            1024,
-            1..=1_000_000,
-        )?),
-        offline_latency: Duration::from_millis(ranged(
-            path,
-            "gateway.offline.latency_ms",
-            latency_ms,
-            0,
-            0..=600_000,
-        )?),
+        gateway: gateway::validate(path, gateway, env)?,
     })
 }
 
@@ -388,6 +361,74 @@ mod tests {
         assert_eq!(c.limits, Limits::default());
         assert_eq!(c.memory_shards, 4);
         assert_eq!(c.aging, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn providers_follow_the_ecosystems_environment_variables() {
+        let env = |k: &str| match k {
+            "ANTHROPIC_API_KEY" => Some("sk-ant".to_owned()),
+            "ANTHROPIC_BASE_URL" => Some("http://127.0.0.1:9999/".to_owned()),
+            "OLLAMA_HOST" => Some("127.0.0.1:11434".to_owned()),
+            "MY_KEY" => Some("secret".to_owned()),
+            _ => None,
+        };
+        let text = "[[node]]\nname = \"n1\"\napi = \"127.0.0.1:1\"\n\
+            [gateway.providers.vllm]\nkind = \"openai-compatible\"\nbase_url = \"http://10.0.0.5:8000/v1\"\napi_key_env = \"MY_KEY\"\n\
+            [gateway.models.llama-70b]\nprovider = \"vllm\"\nmodel = \"meta-llama/Llama-3.3-70B\"\ninput_usd_per_mtok = 0.5\n\
+            [gateway.chains]\nlocal = [\"llama-70b\", \"llama3.2\"]\n";
+        let c = Config::parse_with_env(Path::new("c.toml"), text, &env).unwrap();
+        let cat = &c.gateway.config.catalog;
+        let names: Vec<&str> = cat.providers().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["anthropic", "offline", "ollama", "vllm"]);
+        let anthropic = format!("{:?}", cat.provider("anthropic").unwrap().backend);
+        assert!(anthropic.contains("http://127.0.0.1:9999\""), "{anthropic}");
+        assert!(
+            !anthropic.contains("sk-ant"),
+            "keys never show in debug output"
+        );
+        let ollama = format!("{:?}", cat.provider("ollama").unwrap().backend);
+        assert!(ollama.contains("http://127.0.0.1:11434"), "{ollama}");
+        let chain = cat.resolve("local").unwrap();
+        let links: Vec<&str> = chain.links.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(links, ["llama-70b", "llama3.2", "offline"]);
+        // The seed chain: anthropic is configured, openai and gemini are not.
+        let seed = cat.resolve("claude-3-7-sonnet").unwrap();
+        let links: Vec<&str> = seed.links.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(links, ["claude-3-7-sonnet", "offline"]);
+    }
+
+    #[test]
+    fn gateway_errors_name_the_key() {
+        let base = "[[node]]\nname = \"n1\"\napi = \"127.0.0.1:1\"\n";
+        let cases = [
+            (
+                "[gateway.models.x]\nprovider = \"nowhere\"\n",
+                "gateway.models.x.provider",
+            ),
+            (
+                "[gateway.chains]\nbad = [\"no-such\"]\n",
+                "gateway.chains.bad[0]",
+            ),
+            (
+                "[gateway.providers.p]\nkind = \"cohere\"\n",
+                "gateway.providers.p.kind",
+            ),
+            (
+                "[gateway.safety]\nblocked_patterns = [\"(\"]\n",
+                "gateway.safety.blocked_patterns",
+            ),
+            ("[gateway]\nbudget_usd = -1.0\n", "gateway.budget_usd"),
+            (
+                "[gateway.selection]\nsimple_model = \"nope\"\n",
+                "gateway.selection.simple_model",
+            ),
+        ];
+        for (extra, key) in cases {
+            let e =
+                Config::parse_with_env(Path::new("c.toml"), &format!("{base}{extra}"), &|_| None)
+                    .unwrap_err();
+            assert!(e.to_string().contains(key), "{key}: {e}");
+        }
     }
 
     #[test]

@@ -8,7 +8,6 @@ use anyhow::Context;
 use axum::Router;
 use axum::serve::ListenerExt;
 
-use aimesh_actors::gateway::OfflineModel;
 use aimesh_actors::settings::Settings;
 use aimesh_actors::store::InMemoryStore;
 use aimesh_actors::{Node, NodeOptions};
@@ -20,15 +19,14 @@ use crate::config::{Config, NodeConfig};
 pub fn node_options(config: &Config, name: &str) -> NodeOptions {
     let mut options = NodeOptions::new(name, Arc::new(InMemoryStore::new()));
     options.memory_shards = config.memory_shards;
-    options.offline = OfflineModel {
-        latency: config.offline_latency,
-    };
-    options.gateway_max_in_flight = config.gateway_max_in_flight;
+    options.gateway = config.gateway.config.clone();
+    options.budget = config.gateway.budget;
+    options.network_budget = config.gateway.network_budget;
     options.max_unfinished_tasks = config.limits.max_unfinished_tasks;
     options.settings = Settings {
         aging: config.aging,
         max_active_tasks: config.max_active_tasks,
-        model_timeout: config.model_timeout,
+        model_timeout: config.gateway.timeout,
         ..Settings::default()
     };
     options
@@ -36,12 +34,15 @@ pub fn node_options(config: &Config, name: &str) -> NodeOptions {
 
 /// Starts node `node` of `config` and its API router (not yet listening).
 pub async fn start(config: &Config, node: &NodeConfig) -> anyhow::Result<(Node, Router)> {
+    // Install the metrics recorder before the actors start recording.
+    let _ = crate::telemetry::metrics();
     let running = Node::start(node_options(config, &node.name))
         .await
         .with_context(|| format!("starting node {}", node.name))?;
     let app = router(AppState {
         node: running.clone(),
         limits: Arc::new(config.limits.clone()),
+        model_timeout: config.gateway.timeout,
     });
     Ok((running, app))
 }

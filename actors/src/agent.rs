@@ -36,7 +36,7 @@ pub enum AgentMsg {
     /// Drop every queued and running subtask of a task.
     CancelTask(TaskId),
     /// Internal: a model call ended.
-    ModelDone(SubtaskId, Result<ModelResponse, ModelError>),
+    ModelDone(SubtaskId, Box<Result<ModelResponse, ModelError>>),
 }
 
 /// What an agent starts with (kept by its supervisor for restarts).
@@ -102,7 +102,7 @@ impl Actor for Agent {
         match msg {
             AgentMsg::Assign(work) => state.assign(*work),
             AgentMsg::CancelTask(task) => state.cancel(task),
-            AgentMsg::ModelDone(subtask, result) => state.model_done(subtask, result),
+            AgentMsg::ModelDone(subtask, result) => state.model_done(subtask, *result),
         }
         state.pump(&myself);
         Ok(())
@@ -159,7 +159,7 @@ impl AgentState {
                     .unwrap_or_else(|e| Err(ModelError::GatewayUnavailable(e.to_string()))),
                 None => Err(ModelError::GatewayUnavailable("not running".to_owned())),
             };
-            let _ = me.cast(AgentMsg::ModelDone(subtask, result));
+            let _ = me.cast(AgentMsg::ModelDone(subtask, Box::new(result)));
         });
         self.running.insert(subtask, Running { work, _call: call });
     }
@@ -178,6 +178,7 @@ impl AgentState {
                         model: response.model,
                         provider: response.provider,
                         usage: response.usage,
+                        route: Some(response.route),
                     }
                 }
                 Err(error) => SubtaskOutcome::Failed { error },

@@ -45,7 +45,10 @@ pub trait AgentBehavior: Send + Sync + 'static {
             priority: work.priority,
             network_id: Some(work.network),
             task_id: Some(work.subtask.task),
+            agent_kind: Some(spec.kind.clone()),
+            stop: Vec::new(),
             timeout,
+            cache: true,
         }
     }
 

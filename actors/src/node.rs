@@ -13,7 +13,11 @@ use tokio::time::Instant;
 use crate::admission::Admission;
 use crate::behavior::Behaviors;
 use crate::coordinator::{CoordinatorError, CoordinatorMsg};
-use crate::gateway::{OfflineModel, Provider};
+use crate::gateway::ledger::{Ledger, Spend};
+use crate::gateway::sink::DeltaSink;
+use crate::gateway::{
+    GatewayConfig, GatewayMsg, GatewayStatus, ModelError, ModelRequest, ModelResponse, Provider,
+};
 use crate::ids::{AgentId, NetworkId, TaskId};
 use crate::memory::{MemoryClient, MemoryError};
 use crate::names::{Names, lookup};
@@ -24,7 +28,7 @@ use crate::settings::Settings;
 use crate::store::{Store, StoreError};
 use crate::types::{
     AgentSpec, MemoryItem, MemoryQuery, NetworkRecord, Page, TaskQuery, TaskRecord, TaskStatus,
-    TaskSummary, default_agents, now,
+    TaskSummary, Usd, default_agents, now,
 };
 use crate::watch::TaskWatch;
 
@@ -36,12 +40,14 @@ pub struct NodeOptions {
     pub store: Arc<dyn Store>,
     /// How many memory shards.
     pub memory_shards: u32,
-    /// The offline model's settings.
-    pub offline: OfflineModel,
-    /// Extra model providers.
+    /// The model gateway: providers, models, chains, limits, cache, safety, selection.
+    pub gateway: GatewayConfig,
+    /// Extra in-process providers (each also becomes a model of its own name).
     pub providers: Vec<Arc<dyn Provider>>,
-    /// Most model calls in flight at the gateway.
-    pub gateway_max_in_flight: usize,
+    /// The global budget, if any.
+    pub budget: Option<Usd>,
+    /// The budget of networks that set none, if any.
+    pub network_budget: Option<Usd>,
     /// Most unfinished tasks per network; submissions past it get `Busy`.
     pub max_unfinished_tasks: usize,
     /// Agent behaviors by type.
@@ -57,9 +63,10 @@ impl NodeOptions {
             name: name.to_owned(),
             store,
             memory_shards: 4,
-            offline: OfflineModel::default(),
+            gateway: GatewayConfig::default(),
             providers: Vec::new(),
-            gateway_max_in_flight: 1024,
+            budget: None,
+            network_budget: None,
             max_unfinished_tasks: 10_000,
             behaviors: Behaviors::default(),
             settings: Settings::default(),
@@ -137,6 +144,8 @@ pub struct NetworkView {
     pub status: NetworkStatus,
     /// Its unfinished tasks.
     pub unfinished_tasks: usize,
+    /// What its model calls cost, against its budget.
+    pub spend: Spend,
 }
 
 /// A new network.
@@ -152,6 +161,8 @@ pub struct NewNetwork {
     pub timeout_seconds: u64,
     /// Its agents; `None` gives the five defaults. A coordinator is added if none is given.
     pub agents: Option<Vec<AgentSpec>>,
+    /// What its model calls may cost in all (none: the node's default budget).
+    pub budget_usd: Option<Usd>,
 }
 
 /// A new task.
@@ -188,6 +199,8 @@ pub struct Health {
 
 struct Inner {
     names: Names,
+    ledger: Arc<Ledger>,
+    gateway: Arc<GatewayConfig>,
     store: Arc<dyn Store>,
     memory: MemoryClient,
     admission: Arc<Admission>,
@@ -217,14 +230,18 @@ impl Node {
         let admission = Arc::new(Admission::new(options.max_unfinished_tasks));
         let watch = Arc::new(TaskWatch::default());
         let statuses = Arc::new(DashMap::new());
-        let mut providers = options.providers;
-        providers.push(Arc::new(options.offline));
+        let mut gateway = options.gateway;
+        for p in options.providers {
+            gateway.catalog.add_local(p);
+        }
+        let ledger = Arc::new(Ledger::new(options.budget, options.network_budget));
+        let gateway_config = Arc::new(gateway);
         let args = NodeArgs {
             names: names.clone(),
             store: options.store.clone(),
             memory: memory.clone(),
-            providers,
-            gateway_max_in_flight: options.gateway_max_in_flight,
+            gateway: gateway_config.clone(),
+            ledger: ledger.clone(),
             admission: admission.clone(),
             watch: watch.clone(),
             behaviors: options.behaviors,
@@ -239,6 +256,8 @@ impl Node {
             })?;
         Ok(Node {
             inner: Arc::new(Inner {
+                ledger,
+                gateway: gateway_config,
                 names,
                 store: options.store,
                 memory,
@@ -295,6 +314,7 @@ impl Node {
                 .map(|s| *s)
                 .unwrap_or(NetworkStatus::Restarting),
             unfinished_tasks: self.inner.admission.unfinished(id),
+            spend: self.inner.ledger.network(id),
             record,
         }
     }
@@ -332,6 +352,7 @@ impl Node {
             max_iterations: new.max_iterations,
             timeout_seconds: new.timeout_seconds,
             agents,
+            budget_usd: new.budget_usd,
             created_at: at,
             updated_at: at,
         };
@@ -381,6 +402,7 @@ impl Node {
         .map_err(|e| Self::unavailable("node supervisor", e))?;
         self.inner.store.delete_network(network).await?;
         self.inner.memory.drop_network(network);
+        self.inner.ledger.forget(network);
         self.inner.admission.forget(network);
         Ok(())
     }
@@ -645,6 +667,76 @@ impl Node {
     ) -> Result<Page<MemoryItem>, NodeError> {
         self.record(network).await?;
         Ok(self.inner.memory.query(network, query).await?)
+    }
+
+    /// True if `model` names a model or chain the gateway knows.
+    pub fn knows_model(&self, model: &str) -> bool {
+        self.inner.gateway.catalog.knows(model)
+    }
+
+    /// Every model or chain name a caller may use.
+    pub fn model_names(&self) -> Vec<String> {
+        self.inner.gateway.catalog.known_names()
+    }
+
+    /// Sets a network's budget (`None`: the node's default).
+    pub fn set_network_budget(&self, network: NetworkId, budget: Option<Usd>) {
+        self.inner.ledger.set_network_budget(network, budget);
+    }
+
+    /// A network's spend and budget.
+    pub fn network_spend(&self, network: NetworkId) -> Spend {
+        self.inner.ledger.network(network)
+    }
+
+    /// The global spend and budget.
+    pub fn spend(&self) -> Spend {
+        self.inner.ledger.global()
+    }
+
+    fn gateway(&self) -> Result<ActorRef<GatewayMsg>, NodeError> {
+        lookup(&self.inner.names.gateway()).ok_or(NodeError::Unavailable {
+            component: "gateway",
+            message: "restarting; retry shortly".into(),
+        })
+    }
+
+    /// Runs a model call through the gateway (the OpenAI-compatible API uses this).
+    pub async fn complete(&self, request: ModelRequest) -> Result<ModelResponse, ModelError> {
+        let gateway = self
+            .gateway()
+            .map_err(|e| ModelError::GatewayUnavailable(e.to_string()))?;
+        let wait = request.timeout + self.timeout();
+        ask(&gateway, wait, |r| {
+            GatewayMsg::Complete(Box::new(request), r)
+        })
+        .await
+        .unwrap_or_else(|e| Err(ModelError::GatewayUnavailable(e.to_string())))
+    }
+
+    /// Runs a streamed model call: pieces go to `sink`, the whole answer comes back at the end.
+    pub async fn stream(
+        &self,
+        request: ModelRequest,
+        sink: DeltaSink,
+    ) -> Result<ModelResponse, ModelError> {
+        let gateway = self
+            .gateway()
+            .map_err(|e| ModelError::GatewayUnavailable(e.to_string()))?;
+        let wait = request.timeout + self.timeout();
+        ask(&gateway, wait, |r| {
+            GatewayMsg::Stream(Box::new(request), sink, r)
+        })
+        .await
+        .unwrap_or_else(|e| Err(ModelError::GatewayUnavailable(e.to_string())))
+    }
+
+    /// The gateway's state: breakers, queues, cache.
+    pub async fn gateway_status(&self) -> Result<GatewayStatus, NodeError> {
+        let gateway = self.gateway()?;
+        ask(&gateway, self.timeout(), GatewayMsg::Status)
+            .await
+            .map_err(|e| Self::unavailable("gateway", e))
     }
 
     /// The node's health, component by component.

@@ -22,7 +22,8 @@ use tokio::time::Instant;
 
 use crate::admission::Admission;
 use crate::behavior::Behaviors;
-use crate::gateway::{Gateway, GatewayArgs, GatewayMsg, Provider};
+use crate::gateway::ledger::Ledger;
+use crate::gateway::{Gateway, GatewayArgs, GatewayConfig, GatewayMsg};
 use crate::ids::NetworkId;
 use crate::memory::MemoryClient;
 use crate::memory_shard::{MemoryShard, ShardArgs, ShardMsg};
@@ -64,10 +65,10 @@ pub struct NodeArgs {
     pub store: Arc<dyn Store>,
     /// Shared memory client.
     pub memory: MemoryClient,
-    /// Model providers (the offline model is always available).
-    pub providers: Vec<Arc<dyn Provider>>,
-    /// Most model calls in flight at the gateway.
-    pub gateway_max_in_flight: usize,
+    /// The model gateway's configuration.
+    pub gateway: Arc<GatewayConfig>,
+    /// Spend and budgets.
+    pub ledger: Arc<Ledger>,
     /// Unfinished-task accounting.
     pub admission: Arc<Admission>,
     /// Task-end subscribers.
@@ -189,9 +190,11 @@ impl NodeState {
         let id = match child {
             Child::Gateway => {
                 let args = GatewayArgs {
-                    providers: self.args.providers.clone(),
-                    max_in_flight: self.args.gateway_max_in_flight,
+                    config: self.args.gateway.clone(),
+                    ledger: self.args.ledger.clone(),
+                    names: self.args.names.clone(),
                     aging: self.args.settings.aging,
+                    policy: self.args.settings.service_policy,
                 };
                 let (a, _) =
                     Actor::spawn_linked(Some(names.gateway()), Gateway, args, me.clone()).await?;
@@ -230,6 +233,9 @@ impl NodeState {
         record: NetworkRecord,
     ) -> Result<(), ActorProcessingErr> {
         let network = record.network_id;
+        self.args
+            .ledger
+            .set_network_budget(network, record.budget_usd);
         let args = NetworkArgs {
             record,
             store: self.args.store.clone(),

@@ -12,7 +12,7 @@ pub use network::{
 };
 pub use task::{
     FailureCode, SubtaskOutcome, SubtaskRecord, SubtaskStatus, TaskError, TaskEvent, TaskNote,
-    TaskQuery, TaskRecord, TaskResult, TaskStatus, TaskSummary, Usage,
+    TaskQuery, TaskRecord, TaskResult, TaskStatus, TaskSummary, Usage, Usd,
 };
 
 use time::OffsetDateTime;

@@ -8,7 +8,8 @@ use aimesh_actors::ids::{AgentId, MemoryId, NetworkId, TaskId};
 use aimesh_actors::node::{NewNetwork, NewTask};
 use aimesh_actors::priority::Priority;
 use aimesh_actors::types::{
-    AgentParameters, AgentSpec, DEFAULT_MODEL, MemoryItem, MemoryKind, builtin_capabilities, now,
+    AgentParameters, AgentSpec, DEFAULT_MODEL, MemoryItem, MemoryKind, Usd, builtin_capabilities,
+    now,
 };
 
 use super::error::ApiError;
@@ -27,6 +28,8 @@ pub struct CreateNetwork {
     timeout_seconds: Option<i64>,
     #[serde(default)]
     agents: Option<Vec<AgentConfig>>,
+    #[serde(default)]
+    budget_usd: Option<f64>,
 }
 
 /// One agent's configuration (seed 001's `agent_config`).
@@ -182,6 +185,16 @@ impl CreateNetwork {
                 MAX_TIMEOUT_SECONDS,
             )?,
             agents,
+            budget_usd: match self.budget_usd {
+                None => None,
+                Some(d) if d.is_finite() && d >= 0.0 => Some(Usd::from_dollars(d)),
+                Some(d) => {
+                    return Err(ApiError::invalid(
+                        "budget_usd",
+                        format!("budget_usd must be a non-negative number of dollars, got {d}"),
+                    ));
+                }
+            },
         })
     }
 }

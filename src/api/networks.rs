@@ -13,12 +13,30 @@ use super::dto::{AddAgent, CreateNetwork};
 use super::error::ApiError;
 use super::extract::{JsonBody, path_id};
 
+fn known_model(s: &AppState, field: &str, model: &str) -> Result<(), ApiError> {
+    if s.node.knows_model(model) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            field,
+            format!(
+                "unknown model {model:?}; use one of: {}",
+                s.node.model_names().join(", ")
+            ),
+        ))
+    }
+}
+
 /// `POST /networks`.
 pub async fn create(
     State(s): State<AppState>,
     JsonBody(body): JsonBody<CreateNetwork>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let network = s.node.create_network(body.validate()?).await?;
+    let new = body.validate()?;
+    for (i, a) in new.agents.iter().flatten().enumerate() {
+        known_model(&s, &format!("agents[{i}].model"), &a.model)?;
+    }
+    let network = s.node.create_network(new).await?;
     Ok((StatusCode::CREATED, Json(network)))
 }
 
@@ -54,7 +72,9 @@ pub async fn add_agent(
     JsonBody(body): JsonBody<AddAgent>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id: NetworkId = path_id("network", &network)?;
-    let agent = s.node.add_agent(id, body.validate()?).await?;
+    let spec = body.validate()?;
+    known_model(&s, "agent_config.model", &spec.model)?;
+    let agent = s.node.add_agent(id, spec).await?;
     Ok((StatusCode::CREATED, Json(agent)))
 }
 

@@ -527,7 +527,10 @@ impl CoordinatorState {
                 priority,
                 network_id: Some(network),
                 task_id: Some(task),
+                agent_kind: Some(spec.kind.clone()),
+                stop: Vec::new(),
                 timeout,
+                cache: true,
             };
             let result = match lookup::<GatewayMsg>(&gateway) {
                 Some(gw) => ask(&gw, timeout * 2, |r| {
@@ -579,6 +582,7 @@ impl CoordinatorState {
                     model: response.model,
                     contributors,
                     usage: response.usage,
+                    route: Some(response.route),
                 };
                 self.finish(task, TaskStatus::Completed, Some(result), None)
                     .await
@@ -838,6 +842,7 @@ fn new_subtask(
         model: None,
         provider: None,
         usage: None,
+        route: None,
         error: None,
         queued_at: at,
         started_at: None,

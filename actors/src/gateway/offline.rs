@@ -76,7 +76,10 @@ impl Provider for OfflineModel {
             usage: Usage {
                 input_tokens: input,
                 output_tokens: output,
+                ..Usage::default()
             },
+            finish_reason: Some("stop".to_owned()),
+            route: Default::default(),
         })
     }
 }

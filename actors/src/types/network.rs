@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::Timestamp;
+use super::{Timestamp, Usd};
 use crate::ids::{AgentId, NetworkId};
 
 /// The model agents ask for when none is given (the head of seed 001's fallback chain).
@@ -76,6 +76,9 @@ pub struct NetworkRecord {
     pub timeout_seconds: u64,
     /// Its agents, the coordinator first.
     pub agents: Vec<AgentSpec>,
+    /// What its model calls may cost in all (none: the node's default).
+    #[serde(default)]
+    pub budget_usd: Option<Usd>,
     /// When it was created.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: Timestamp,

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::Timestamp;
+use crate::gateway::Route;
 use crate::ids::{AgentId, NetworkId, SubtaskId, TaskId};
 use crate::priority::Priority;
 
@@ -77,13 +78,71 @@ impl SubtaskStatus {
     }
 }
 
-/// Tokens used by model calls.
+/// An amount of US dollars, kept exactly as a whole number of pico-dollars (1e-12 USD), so
+/// roll-ups and budgets add up without rounding. Serialized as a JSON number of dollars.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Usd(pub u64);
+
+impl Usd {
+    /// Pico-dollars per dollar.
+    pub const SCALE: f64 = 1e12;
+
+    /// The amount nearest to `dollars` (negative and non-finite amounts are zero).
+    pub fn from_dollars(dollars: f64) -> Self {
+        if dollars.is_finite() && dollars > 0.0 {
+            Self((dollars * Self::SCALE).round().min(u64::MAX as f64) as u64)
+        } else {
+            Self(0)
+        }
+    }
+
+    /// The amount in dollars.
+    pub fn dollars(self) -> f64 {
+        self.0 as f64 / Self::SCALE
+    }
+
+    /// Adds, saturating.
+    pub fn saturating_add(self, other: Usd) -> Usd {
+        Usd(self.0.saturating_add(other.0))
+    }
+
+    /// Subtracts, saturating at zero.
+    pub fn saturating_sub(self, other: Usd) -> Usd {
+        Usd(self.0.saturating_sub(other.0))
+    }
+}
+
+impl std::fmt::Display for Usd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "${:.6}", self.dollars())
+    }
+}
+
+impl Serialize for Usd {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(self.dollars())
+    }
+}
+
+impl<'de> Deserialize<'de> for Usd {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        f64::deserialize(d).map(Usd::from_dollars)
+    }
+}
+
+/// Tokens and cost of model calls.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
-    /// Prompt tokens.
+    /// Prompt tokens (cached ones included).
     pub input_tokens: u64,
     /// Completion tokens.
     pub output_tokens: u64,
+    /// Prompt tokens served from the provider's prompt cache (billed at the cached price).
+    #[serde(default)]
+    pub cached_input_tokens: u64,
+    /// What the calls cost.
+    #[serde(default)]
+    pub cost_usd: Usd,
 }
 
 impl Usage {
@@ -91,6 +150,10 @@ impl Usage {
     pub fn add(&mut self, other: Usage) {
         self.input_tokens = self.input_tokens.saturating_add(other.input_tokens);
         self.output_tokens = self.output_tokens.saturating_add(other.output_tokens);
+        self.cached_input_tokens = self
+            .cached_input_tokens
+            .saturating_add(other.cached_input_tokens);
+        self.cost_usd = self.cost_usd.saturating_add(other.cost_usd);
     }
 }
 
@@ -155,8 +218,11 @@ pub struct TaskResult {
     pub model: String,
     /// The agents whose outputs went into it.
     pub contributors: Vec<String>,
-    /// Tokens used by the synthesis call.
+    /// Tokens used by the synthesis call, and its cost.
     pub usage: Usage,
+    /// How the gateway served the synthesis call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<Route>,
 }
 
 /// One piece of delegated work.
@@ -189,8 +255,11 @@ pub struct SubtaskRecord {
     pub model: Option<String>,
     /// The provider that answered.
     pub provider: Option<String>,
-    /// Tokens used.
+    /// Tokens used and their cost.
     pub usage: Option<Usage>,
+    /// How the gateway served it: the chain, the links tried, the tier and temperature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<Route>,
     /// Why it failed.
     pub error: Option<String>,
     /// When it was delegated.
@@ -220,6 +289,9 @@ pub enum SubtaskOutcome {
         provider: String,
         /// Tokens used.
         usage: Usage,
+        /// How the gateway served it.
+        #[serde(default)]
+        route: Option<Route>,
     },
     /// Without output.
     Failed {
@@ -387,12 +459,14 @@ impl TaskRecord {
                             model,
                             provider,
                             usage,
+                            route,
                         } => {
                             s.status = SubtaskStatus::Completed;
                             s.output = Some(output);
                             s.model = Some(model);
                             s.provider = Some(provider);
                             s.usage = Some(usage);
+                            s.route = route;
                             used = Some(usage);
                         }
                         SubtaskOutcome::Failed { error } => {
@@ -557,6 +631,7 @@ mod tests {
             model: None,
             provider: None,
             usage: None,
+            route: None,
             error: None,
             queued_at: now(),
             started_at: None,
@@ -582,6 +657,7 @@ mod tests {
         let usage = Usage {
             input_tokens: 10,
             output_tokens: 20,
+            ..Usage::default()
         };
         let done = TaskEvent::SubtaskFinished {
             step: 1,
@@ -591,6 +667,7 @@ mod tests {
                 model: "offline".into(),
                 provider: "offline".into(),
                 usage,
+                route: None,
             },
         };
         t.apply(done.clone());

@@ -35,6 +35,7 @@ async fn the_seed_task_is_delegated_to_the_fitting_specialists_and_synthesized()
             max_iterations: 10,
             timeout_seconds: 300,
             agents: None,
+            budget_usd: None,
         })
         .await
         .unwrap();

@@ -76,7 +76,8 @@ impl Provider for Gate {
             .permits
             .acquire()
             .await
-            .map_err(|e| ModelError::Provider {
+            .map_err(|e| ModelError::Server {
+                status: 500,
                 provider: self.name.clone(),
                 message: e.to_string(),
             })?;
@@ -129,6 +130,7 @@ pub async fn network(node: &Node, agents: Vec<AgentSpec>, timeout_seconds: u64) 
         max_iterations: 3,
         timeout_seconds,
         agents: Some(all),
+        budget_usd: None,
     })
     .await
     .unwrap()
