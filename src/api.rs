@@ -41,6 +41,7 @@ pub fn router(state: AppState) -> Router {
     let body_limit = state.limits.max_body_bytes;
     let mesh = Router::new()
         .route("/health", get(memory::health))
+        .route("/gateway", get(memory::gateway))
         .route("/networks", post(networks::create).get(networks::list))
         .route(
             "/networks/{network_id}",

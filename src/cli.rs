@@ -42,6 +42,23 @@ pub enum Command {
         #[arg(long, env = "AIMESH_NODE")]
         name: String,
     },
-    /// Measure spawn cost, memory per agent, and task throughput; prints the figures.
-    Bench(crate::bench::BenchArgs),
+    /// Serve the fake model provider (Anthropic, OpenAI, Gemini and Ollama wire formats, with
+    /// scriptable faults) on loopback, for tests, benchmarks and chaos runs.
+    FakeProvider {
+        /// The port (0: any free port; the address is printed).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Latency added before every answer, in milliseconds.
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+        /// Delay between streamed chunks, in milliseconds.
+        #[arg(long, default_value_t = 0)]
+        chunk_delay_ms: u64,
+    },
+    /// Run a benchmark and print its figures (default: the foundation suite).
+    Bench {
+        /// The suite.
+        #[command(subcommand)]
+        suite: Option<crate::bench::Suite>,
+    },
 }

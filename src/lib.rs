@@ -5,6 +5,8 @@
 //! - [`config`]: `cluster.toml`, validated into [`config::Config`].
 //! - [`api`]: seed 001's REST API under `/api/mesh` (axum).
 //! - [`bench`]: `aimesh bench`, the figures behind the performance targets.
+//! - [`fake_provider`]: `aimesh fake-provider`, a loopback server speaking every provider's wire
+//!   format with scriptable faults, for tests, benchmarks and chaos runs.
 //! - [`telemetry`] sets up logging.
 //!
 //! The actors themselves live in the `aimesh-actors` crate.
@@ -13,6 +15,7 @@ pub mod api;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod fake_provider;
 pub mod server;
 pub mod telemetry;
 pub mod up;
@@ -31,6 +34,25 @@ pub async fn main() -> anyhow::Result<()> {
             let config = config::Config::load(&config)?;
             server::run(&config, &name, server::shutdown_signal()).await
         }
-        Command::Bench(args) => bench::run(args).await,
+        Command::Bench { suite } => bench::run(suite).await,
+        Command::FakeProvider {
+            port,
+            latency_ms,
+            chunk_delay_ms,
+        } => {
+            use std::io::Write;
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+            let address = listener.local_addr()?;
+            let _ = writeln!(
+                std::io::stdout(),
+                "aimesh fake-provider listening on http://{address}"
+            );
+            let fake = fake_provider::FakeProvider::new(fake_provider::FakeOptions {
+                latency: std::time::Duration::from_millis(latency_ms),
+                chunk_delay: std::time::Duration::from_millis(chunk_delay_ms),
+            });
+            fake.serve(listener, server::shutdown_signal()).await?;
+            Ok(())
+        }
     }
 }

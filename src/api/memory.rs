@@ -90,6 +90,12 @@ pub async fn list(
     })))
 }
 
+/// `GET /gateway`: spend against the global budget, breakers, queues and the cache.
+pub async fn gateway(State(s): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let status = s.node.gateway_status().await?;
+    Ok(Json(json!({"spend": s.node.spend(), "status": status})))
+}
+
 /// `GET /health`: 200 when every component is up, 503 otherwise.
 pub async fn health(State(s): State<AppState>) -> impl IntoResponse {
     let health = s.node.health().await;
