@@ -86,8 +86,8 @@ pub enum GatewayMsg {
     },
     /// Internal: a link's rate limit may have room again.
     Wake(String),
-    /// Internal: a call's deadline passed.
-    Deadline(u64),
+    /// Internal: the deadline timer fired.
+    Deadlines,
     /// The gateway's state.
     Status(RpcReplyPort<GatewayStatus>),
 }
@@ -209,6 +209,8 @@ pub struct GatewayState {
     cache: ResponseCache,
     calls: HashMap<u64, Call>,
     wake_timers: HashMap<String, crate::owned::OwnedTask>,
+    deadlines: std::collections::BTreeSet<(Instant, u64)>,
+    deadline_timer: Option<(Instant, crate::owned::OwnedTask)>,
     admission: AgingQueue<u64>,
     in_flight: usize,
     next_id: u64,
@@ -241,6 +243,8 @@ impl Actor for Gateway {
             limiters: HashMap::new(),
             calls: HashMap::new(),
             wake_timers: HashMap::new(),
+            deadlines: Default::default(),
+            deadline_timer: None,
             admission: AgingQueue::new(args.aging),
             in_flight: 0,
             next_id: 0,
@@ -274,7 +278,7 @@ impl Actor for Gateway {
                 result,
             } => state.outcome(id, &provider, result),
             GatewayMsg::Wake(link) => state.wake(&link),
-            GatewayMsg::Deadline(id) => state.deadline(id),
+            GatewayMsg::Deadlines => state.deadlines_due(),
             GatewayMsg::Status(reply) => {
                 let _ = reply.send(state.status());
             }

@@ -19,13 +19,14 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use aimesh_actors::gateway::sink::DeltaSink;
-use aimesh_actors::gateway::{ChatMessage, ModelError, ModelRequest, ModelResponse, Role};
+use aimesh_actors::gateway::{ChatMessage, ModelError, ModelRequest, ModelResponse, Role, Route};
 use aimesh_actors::ids::NetworkId;
 use aimesh_actors::priority::Priority;
+use aimesh_actors::types::Usd;
 
 use super::AppState;
 
@@ -291,17 +292,97 @@ fn finish_reason(r: Option<&str>) -> &'static str {
     }
 }
 
-fn usage_json(r: &ModelResponse) -> Value {
-    json!({
-        "prompt_tokens": r.usage.input_tokens,
-        "completion_tokens": r.usage.output_tokens,
-        "total_tokens": r.usage.input_tokens + r.usage.output_tokens,
-        "prompt_tokens_details": {"cached_tokens": r.usage.cached_input_tokens},
-    })
+#[derive(Serialize)]
+struct UsageOut {
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    total_tokens: u64,
+    prompt_tokens_details: Details,
 }
 
-fn aimesh_json(r: &ModelResponse) -> Value {
-    json!({"provider": r.provider, "cost_usd": r.usage.cost_usd, "route": r.route})
+#[derive(Serialize)]
+struct Details {
+    cached_tokens: u64,
+}
+
+fn usage_out(r: &ModelResponse) -> UsageOut {
+    UsageOut {
+        prompt_tokens: r.usage.input_tokens,
+        completion_tokens: r.usage.output_tokens,
+        total_tokens: r.usage.input_tokens + r.usage.output_tokens,
+        prompt_tokens_details: Details {
+            cached_tokens: r.usage.cached_input_tokens,
+        },
+    }
+}
+
+#[derive(Serialize)]
+struct AimeshOut<'a> {
+    provider: &'a str,
+    cost_usd: Usd,
+    route: &'a Route,
+}
+
+fn aimesh_out(r: &ModelResponse) -> AimeshOut<'_> {
+    AimeshOut {
+        provider: &r.provider,
+        cost_usd: r.usage.cost_usd,
+        route: &r.route,
+    }
+}
+
+#[derive(Serialize)]
+struct CompletionOut<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: [ChoiceOut<'a>; 1],
+    usage: UsageOut,
+    aimesh: AimeshOut<'a>,
+}
+
+#[derive(Serialize)]
+struct ChoiceOut<'a> {
+    index: u32,
+    message: MessageOut<'a>,
+    logprobs: Option<()>,
+    finish_reason: &'static str,
+}
+
+#[derive(Serialize)]
+struct MessageOut<'a> {
+    role: &'static str,
+    content: &'a str,
+}
+
+#[derive(Serialize)]
+struct ChunkOut<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: Vec<ChunkChoice<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<UsageOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aimesh: Option<AimeshOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct ChunkChoice<'a> {
+    index: u32,
+    delta: Delta<'a>,
+    logprobs: Option<()>,
+    finish_reason: Option<&'a str>,
+}
+
+#[derive(Serialize, Default)]
+struct Delta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
 }
 
 fn now_secs() -> u64 {
@@ -325,20 +406,23 @@ pub async fn chat_completions(
     if !stream {
         return match state.node.complete(request).await {
             Ok(r) => {
-                let body = json!({
-                    "id": id,
-                    "object": "chat.completion",
-                    "created": now_secs(),
-                    "model": r.model,
-                    "choices": [{
-                        "index": 0,
-                        "message": {"role": "assistant", "content": r.text},
-                        "logprobs": null,
-                        "finish_reason": finish_reason(r.finish_reason.as_deref()),
+                let body = CompletionOut {
+                    id: &id,
+                    object: "chat.completion",
+                    created: now_secs(),
+                    model: &r.model,
+                    choices: [ChoiceOut {
+                        index: 0,
+                        message: MessageOut {
+                            role: "assistant",
+                            content: &r.text,
+                        },
+                        logprobs: None,
+                        finish_reason: finish_reason(r.finish_reason.as_deref()),
                     }],
-                    "usage": usage_json(&r),
-                    "aimesh": aimesh_json(&r),
-                });
+                    usage: usage_out(&r),
+                    aimesh: aimesh_out(&r),
+                };
                 let mut resp = Json(body).into_response();
                 if let Ok(v) = HeaderValue::from_str(&r.provider) {
                     resp.headers_mut().insert("x-aimesh-provider", v);
@@ -351,17 +435,25 @@ pub async fn chat_completions(
     stream_response(state, request, id, include_usage)
 }
 
-fn chunk(id: &str, model: &str, delta: Value, finish: Option<&str>) -> Event {
-    Event::default().data(
-        json!({
-            "id": id,
-            "object": "chat.completion.chunk",
-            "created": now_secs(),
-            "model": model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
-        })
-        .to_string(),
-    )
+fn event(chunk: &ChunkOut<'_>) -> Event {
+    Event::default().data(serde_json::to_string(chunk).unwrap_or_default())
+}
+
+fn chunk(id: &str, model: &str, delta: Delta<'_>, finish: Option<&str>) -> Event {
+    event(&ChunkOut {
+        id,
+        object: "chat.completion.chunk",
+        created: now_secs(),
+        model,
+        choices: vec![ChunkChoice {
+            index: 0,
+            delta,
+            logprobs: None,
+            finish_reason: finish,
+        }],
+        usage: None,
+        aimesh: None,
+    })
 }
 
 fn stream_response(
@@ -378,20 +470,22 @@ fn stream_response(
     let call = tokio::spawn(async move {
         let _ = done_tx.send(node.stream(request, sink).await);
     });
-    let first = futures::stream::once({
+    // The first piece carries the role, so the first event is also the first token.
+    let mut first = true;
+    let deltas = tokio_stream_from(pieces).map({
         let (id, model) = (id.clone(), requested.clone());
-        async move {
+        move |text| {
+            let role = std::mem::take(&mut first).then_some("assistant");
             chunk(
                 &id,
                 &model,
-                json!({"role": "assistant", "content": ""}),
+                Delta {
+                    role,
+                    content: Some(&text),
+                },
                 None,
             )
         }
-    });
-    let deltas = tokio_stream_from(pieces).map({
-        let (id, model) = (id.clone(), requested.clone());
-        move |text| chunk(&id, &model, json!({"content": text}), None)
     });
     let tail = futures::stream::once(async move {
         let _guard = AbortOnDrop(call);
@@ -401,20 +495,19 @@ fn stream_response(
                 events.push(chunk(
                     &id,
                     &r.model,
-                    json!({}),
+                    Delta::default(),
                     Some(finish_reason(r.finish_reason.as_deref())),
                 ));
                 if include_usage {
-                    events.push(
-                        Event::default().data(
-                            json!({
-                                "id": id, "object": "chat.completion.chunk", "created": now_secs(),
-                                "model": r.model, "choices": [], "usage": usage_json(&r),
-                                "aimesh": aimesh_json(&r),
-                            })
-                            .to_string(),
-                        ),
-                    );
+                    events.push(event(&ChunkOut {
+                        id: &id,
+                        object: "chat.completion.chunk",
+                        created: now_secs(),
+                        model: &r.model,
+                        choices: Vec::new(),
+                        usage: Some(usage_out(&r)),
+                        aimesh: Some(aimesh_out(&r)),
+                    }));
                 }
             }
             Ok(Err(e)) => {
@@ -432,7 +525,7 @@ fn stream_response(
         futures::stream::iter(events)
     })
     .flatten();
-    let events = first.chain(deltas).chain(tail).map(Ok::<_, Infallible>);
+    let events = deltas.chain(tail).map(Ok::<_, Infallible>);
     let mut resp = Sse::new(events)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response();

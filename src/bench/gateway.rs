@@ -93,7 +93,7 @@ async fn start_nginx(dir: &Path, port: u16) -> anyhow::Result<Option<Child>> {
     };
     let escape = |s: &str| s.replace('\\', "\\\\").replace('\'', "\\'");
     let conf = format!(
-        "worker_processes 1;\ndaemon off;\nerror_log stderr crit;\npid {dir}/nginx.pid;\n\
+        "master_process off;\ndaemon off;\nerror_log stderr crit;\npid {dir}/nginx.pid;\n\
          events {{ worker_connections 4096; }}\n\
          http {{\n  access_log off;\n  client_body_temp_path {dir}/body;\n  proxy_temp_path {dir}/proxy;\n\
            fastcgi_temp_path {dir}/fastcgi;\n  uwsgi_temp_path {dir}/uwsgi;\n  scgi_temp_path {dir}/scgi;\n\
@@ -113,7 +113,7 @@ async fn start_nginx(dir: &Path, port: u16) -> anyhow::Result<Option<Child>> {
         .arg("-p")
         .arg(dir)
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .context("starting nginx")?;
@@ -160,6 +160,11 @@ async fn start_node(
         .arg("--name")
         .arg("bench")
         .env("RUST_LOG", "warn")
+        .envs(
+            std::env::var("AIMESH_BENCH_NODE_THREADS")
+                .ok()
+                .map(|t| ("TOKIO_WORKER_THREADS", t)),
+        )
         .stdout(Stdio::null())
         .kill_on_drop(true)
         .spawn()

@@ -49,7 +49,7 @@ pub(super) struct Call {
     route: Route,
     cache_key: Option<Key>,
     started: Instant,
-    _deadline: OwnedTask,
+    deadline: Instant,
 }
 
 fn link_key(link: &ModelSpec) -> String {
@@ -134,12 +134,8 @@ impl GatewayState {
         }
         let id = self.next_id;
         self.next_id += 1;
-        let me = self.myself.clone();
-        let timeout = request.timeout;
-        let deadline = OwnedTask::spawn(async move {
-            tokio::time::sleep(timeout).await;
-            let _ = me.cast(GatewayMsg::Deadline(id));
-        });
+        let deadline = now + request.timeout;
+        self.arm_deadline(deadline, id);
         let priority = request.priority;
         self.calls.insert(
             id,
@@ -157,7 +153,7 @@ impl GatewayState {
                 route,
                 cache_key,
                 started: now,
-                _deadline: deadline,
+                deadline,
             },
         );
         if self.in_flight < self.config.max_in_flight.max(1) {
@@ -560,8 +556,42 @@ impl GatewayState {
         }
     }
 
+    /// Files a call's deadline; one timer serves them all, set for the earliest.
+    fn arm_deadline(&mut self, at: Instant, id: u64) {
+        self.deadlines.insert((at, id));
+        let earliest = self.deadlines.first().map(|(t, _)| *t);
+        if earliest == Some(at) && self.deadline_timer.as_ref().is_none_or(|(t, _)| *t > at) {
+            self.set_timer(at);
+        }
+    }
+
+    fn set_timer(&mut self, at: Instant) {
+        let me = self.myself.clone();
+        self.deadline_timer = Some((
+            at,
+            OwnedTask::spawn(async move {
+                tokio::time::sleep_until(at).await;
+                let _ = me.cast(GatewayMsg::Deadlines);
+            }),
+        ));
+    }
+
+    /// The deadline timer fired: every call past its deadline ends with a timeout.
+    pub(super) fn deadlines_due(&mut self) {
+        let now = Instant::now();
+        self.deadline_timer = None;
+        while let Some(&(at, id)) = self.deadlines.first() {
+            if at > now {
+                self.set_timer(at);
+                break;
+            }
+            self.deadlines.pop_first();
+            self.deadline(id);
+        }
+    }
+
     /// A call's deadline passed.
-    pub(super) fn deadline(&mut self, id: u64) {
+    fn deadline(&mut self, id: u64) {
         let Some(call) = self.calls.get(&id) else {
             return;
         };
@@ -578,6 +608,7 @@ impl GatewayState {
         let Some(mut call) = self.calls.remove(&id) else {
             return;
         };
+        self.deadlines.remove(&(call.deadline, id));
         let link = call.link.clone();
         match call.stage {
             Stage::Admission => {

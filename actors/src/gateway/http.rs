@@ -27,6 +27,8 @@ pub struct RawAnswer {
 pub struct HttpClient {
     name: String,
     client: reqwest::Client,
+    /// Parsed URLs by their text: a provider calls a handful of URLs, parsing each once.
+    urls: dashmap::DashMap<String, reqwest::Url>,
     endpoint: Endpoint,
     wire: Arc<dyn WireFormat>,
     max_response_bytes: usize,
@@ -53,6 +55,7 @@ impl HttpClient {
         Ok(Self {
             name: name.to_owned(),
             client,
+            urls: dashmap::DashMap::new(),
             endpoint,
             wire,
             max_response_bytes,
@@ -84,9 +87,24 @@ impl HttpClient {
         }
     }
 
+    fn url(&self, text: &str) -> Result<reqwest::Url, ModelError> {
+        if let Some(u) = self.urls.get(text) {
+            return Ok(u.clone());
+        }
+        let url = reqwest::Url::parse(text).map_err(|e| ModelError::BadRequest {
+            provider: self.name.clone(),
+            message: format!("invalid URL {text:?}: {e}"),
+        })?;
+        if self.urls.len() < 1024 {
+            self.urls.insert(text.to_owned(), url.clone());
+        }
+        Ok(url)
+    }
+
     async fn send(&self, request: &ProviderRequest) -> Result<reqwest::Response, ModelError> {
         let call = self.wire.build(&self.endpoint, request);
-        let mut builder = self.client.post(&call.url).body(call.body);
+        let url = self.url(&call.url)?;
+        let mut builder = self.client.post(url).body(call.body);
         for (k, v) in &call.headers {
             builder = builder.header(k, v);
         }
