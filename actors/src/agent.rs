@@ -210,6 +210,7 @@ impl AgentState {
         let mut metadata = Map::new();
         metadata.insert("subtask_id".into(), json!(work.subtask.to_string()));
         metadata.insert("source".into(), Value::from("subtask_output"));
+        let at = now();
         self.args.memory.put_detached(MemoryItem {
             memory_id: MemoryId::new(),
             network_id: work.network,
@@ -224,7 +225,9 @@ impl AgentState {
             agent_id: Some(self.args.spec.agent_id),
             task_id: Some(work.subtask.task),
             session_id: None,
-            created_at: now(),
+            created_at: at,
+            updated_at: at,
+            expires_at: None,
         });
     }
 

@@ -220,6 +220,8 @@ mod tests {
             task_id: None,
             session_id: None,
             created_at: now(),
+            updated_at: now(),
+            expires_at: None,
         }
     }
 

@@ -163,6 +163,8 @@ pub struct NewNetwork {
     pub agents: Option<Vec<AgentSpec>>,
     /// What its model calls may cost in all (none: the node's default budget).
     pub budget_usd: Option<Usd>,
+    /// How long its memory items are kept (none: the node's default).
+    pub retention: Option<crate::types::Retention>,
 }
 
 /// A new task.
@@ -353,6 +355,7 @@ impl Node {
             timeout_seconds: new.timeout_seconds,
             agents,
             budget_usd: new.budget_usd,
+            retention: new.retention,
             created_at: at,
             updated_at: at,
         };

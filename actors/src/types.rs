@@ -5,7 +5,7 @@ mod memory;
 mod network;
 mod task;
 
-pub use memory::{MemoryItem, MemoryKind, MemoryQuery};
+pub use memory::{MemoryItem, MemoryKind, MemoryQuery, Retention, Session};
 pub use network::{
     AgentParameters, AgentSpec, DEFAULT_MODEL, NetworkRecord, builtin_capabilities, default_agents,
     default_temperature,

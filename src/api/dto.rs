@@ -185,6 +185,7 @@ impl CreateNetwork {
                 MAX_TIMEOUT_SECONDS,
             )?,
             agents,
+            retention: None,
             budget_usd: match self.budget_usd {
                 None => None,
                 Some(d) if d.is_finite() && d >= 0.0 => Some(Usd::from_dollars(d)),
@@ -365,6 +366,7 @@ impl AddMemory {
             .session_id
             .map(|s| text("session_id", s, 200, true))
             .transpose()?;
+        let at = now();
         Ok(MemoryItem {
             memory_id: MemoryId::new(),
             network_id: network,
@@ -374,7 +376,9 @@ impl AddMemory {
             agent_id,
             task_id,
             session_id,
-            created_at: now(),
+            created_at: at,
+            updated_at: at,
+            expires_at: None,
         })
     }
 }

@@ -169,6 +169,7 @@ async fn spawn_agents(n: usize) -> anyhow::Result<SpawnRun> {
                 timeout_seconds: 60,
                 agents: Some(agents),
                 budget_usd: None,
+                retention: None,
             })
             .await?;
         let elapsed = start.elapsed();
@@ -288,6 +289,7 @@ async fn default_network(node: &Node) -> anyhow::Result<aimesh_actors::ids::Netw
             timeout_seconds: 300,
             agents: None,
             budget_usd: None,
+            retention: None,
         })
         .await?
         .record

@@ -144,6 +144,7 @@ impl CoordinatorState {
     fn note(&self, task: TaskId, text: String) {
         let mut metadata = Map::new();
         metadata.insert("source".into(), Value::from("coordinator"));
+        let at = now();
         self.args.memory.put_detached(MemoryItem {
             memory_id: MemoryId::new(),
             network_id: self.args.network,
@@ -153,7 +154,9 @@ impl CoordinatorState {
             agent_id: Some(self.args.spec.agent_id),
             task_id: Some(task),
             session_id: None,
-            created_at: now(),
+            created_at: at,
+            updated_at: at,
+            expires_at: None,
         });
     }
 

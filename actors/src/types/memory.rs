@@ -58,9 +58,20 @@ pub struct MemoryItem {
     /// When it was written.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: Timestamp,
+    /// When it last changed.
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: Timestamp,
+    /// When it expires (its own TTL or its session's), if ever.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<Timestamp>,
 }
 
 impl MemoryItem {
+    /// True if it has expired at `now`.
+    pub fn expired(&self, now: Timestamp) -> bool {
+        self.expires_at.is_some_and(|e| e <= now)
+    }
+
     /// The content as one line of text, for prompts.
     pub fn content_text(&self) -> String {
         match &self.content {
@@ -68,6 +79,34 @@ impl MemoryItem {
             other => other.to_string(),
         }
     }
+}
+
+/// A group of memory items with a shared lifetime.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    /// Its id (chosen by the client or generated).
+    pub session_id: String,
+    /// Its network.
+    pub network_id: NetworkId,
+    /// Free-form metadata.
+    pub metadata: Map<String, Value>,
+    /// When it was created.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: Timestamp,
+    /// When it and its items expire, if ever.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<Timestamp>,
+}
+
+/// A network's memory retention: items past either bound are removed by the sweep.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retention {
+    /// Items older than this are removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age_seconds: Option<u64>,
+    /// Only this many of the newest items are kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_items: Option<u64>,
 }
 
 /// A memory listing query; items come newest first.

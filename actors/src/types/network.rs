@@ -79,6 +79,9 @@ pub struct NetworkRecord {
     /// What its model calls may cost in all (none: the node's default).
     #[serde(default)]
     pub budget_usd: Option<Usd>,
+    /// How long its memory items are kept (none: the node's default).
+    #[serde(default)]
+    pub retention: Option<super::Retention>,
     /// When it was created.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: Timestamp,

@@ -118,15 +118,25 @@ impl std::fmt::Display for Usd {
     }
 }
 
+/// Dollars in human-readable formats (JSON); the exact pico-dollar count in binary ones (the
+/// stores), so nothing is rounded on the way to disk.
 impl Serialize for Usd {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_f64(self.dollars())
+        if s.is_human_readable() {
+            s.serialize_f64(self.dollars())
+        } else {
+            s.serialize_u64(self.0)
+        }
     }
 }
 
 impl<'de> Deserialize<'de> for Usd {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        f64::deserialize(d).map(Usd::from_dollars)
+        if d.is_human_readable() {
+            f64::deserialize(d).map(Usd::from_dollars)
+        } else {
+            u64::deserialize(d).map(Usd)
+        }
     }
 }
 
@@ -275,9 +285,10 @@ pub struct SubtaskRecord {
     pub duration_ms: Option<u64>,
 }
 
-/// How a subtask ended.
+/// How a subtask ended. (Externally tagged: a journal format, and internally tagged enums
+/// would lose the binary encoding of [`Usd`].)
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum SubtaskOutcome {
     /// With output.
     Completed {
@@ -307,7 +318,7 @@ pub enum SubtaskOutcome {
 
 /// A journal entry: one change to a task.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum TaskEvent {
     /// `process` was asked for.
     Processing {

@@ -36,6 +36,7 @@ async fn the_seed_task_is_delegated_to_the_fitting_specialists_and_synthesized()
             timeout_seconds: 300,
             agents: None,
             budget_usd: None,
+            retention: None,
         })
         .await
         .unwrap();

@@ -463,6 +463,7 @@ async fn task_cost_rolls_up_exactly_from_subtasks_to_task_to_network() {
                 agent("Analyst", "analytics", "paid", &["data_analysis"]),
             ]),
             budget_usd: Some(Usd::from_dollars(10.0)),
+            retention: None,
         })
         .await
         .unwrap()

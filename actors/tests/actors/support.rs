@@ -131,6 +131,7 @@ pub async fn network(node: &Node, agents: Vec<AgentSpec>, timeout_seconds: u64) 
         timeout_seconds,
         agents: Some(all),
         budget_usd: None,
+        retention: None,
     })
     .await
     .unwrap()
