@@ -72,6 +72,14 @@ pub fn router(state: AppState) -> Router {
             "/networks/{network_id}/memory",
             post(memory::add).get(memory::list),
         )
+        .route(
+            "/networks/{network_id}/sessions",
+            post(memory::create_session).get(memory::sessions),
+        )
+        .route(
+            "/networks/{network_id}/sessions/{session_id}",
+            delete(memory::delete_session),
+        )
         .method_not_allowed_fallback(method_not_allowed);
     let v1 = Router::new()
         .route("/chat/completions", post(openai::chat_completions))

@@ -57,6 +57,8 @@ struct RawConfig {
     #[serde(default)]
     memory: RawMemory,
     #[serde(default)]
+    storage: RawStorage,
+    #[serde(default)]
     gateway: gateway::RawGateway,
 }
 
@@ -106,6 +108,61 @@ struct RawScheduler {
 #[serde(deny_unknown_fields)]
 struct RawMemory {
     shards: Option<u64>,
+    sweep_interval_seconds: Option<u64>,
+    max_age_seconds: Option<u64>,
+    max_items: Option<u64>,
+    embedding_dims: Option<u64>,
+    ann_threshold: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStorage {
+    backend: Option<String>,
+    data_dir: Option<String>,
+    postgres_url: Option<String>,
+    compress_above_bytes: Option<u64>,
+}
+
+/// Where a node keeps its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageKind {
+    /// In process memory: lost when the process ends (tests, benchmarks).
+    Memory,
+    /// One redb file per node: `<dir>/<node>.redb`.
+    Embedded {
+        /// The data directory (absolute, or relative to the cluster file's directory).
+        dir: PathBuf,
+    },
+    /// A PostgreSQL database shared by the cluster.
+    Postgres {
+        /// The connection URL.
+        url: String,
+    },
+}
+
+/// The validated `[storage]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageConfig {
+    /// The backend.
+    pub kind: StorageKind,
+    /// Memory items over this many bytes are compressed.
+    pub compress_above: usize,
+}
+
+/// The validated memory tunables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryConfig {
+    /// Shard actors per node.
+    pub shards: u32,
+    /// How often expired and over-retention items are removed.
+    pub sweep_interval: Duration,
+    /// Default retention of networks that set none.
+    pub retention: aimesh_actors::types::Retention,
+    /// Length of the hashing embedder's vectors.
+    pub embedding_dims: usize,
+    /// A shard's per-network index switches from exact scan to HNSW past this many items.
+    pub ann_threshold: usize,
 }
 
 /// One node of the cluster.
@@ -156,8 +213,10 @@ pub struct Config {
     pub aging: Duration,
     /// Most tasks a coordinator works on at once.
     pub max_active_tasks: usize,
-    /// Memory shards per node.
-    pub memory_shards: u32,
+    /// Memory shards, sweeps, retention, search.
+    pub memory: MemoryConfig,
+    /// Where state is kept.
+    pub storage: StorageConfig,
     /// The model gateway.
     pub gateway: gateway::GatewaySection,
 }
@@ -230,6 +289,7 @@ fn validate(
         limits,
         scheduler,
         memory,
+        storage,
         gateway,
     } = raw;
     let invalid = |key: String, message: String| ConfigError::Invalid {
@@ -312,7 +372,44 @@ fn validate(
         aging_ms,
         max_active_tasks,
     } = scheduler;
-    let RawMemory { shards } = memory;
+    let RawMemory {
+        shards,
+        sweep_interval_seconds,
+        max_age_seconds,
+        max_items,
+        embedding_dims,
+        ann_threshold,
+    } = memory;
+    let RawStorage {
+        backend,
+        data_dir,
+        postgres_url,
+        compress_above_bytes,
+    } = storage;
+    let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let postgres_url = postgres_url.or_else(|| env("AIMESH_DATABASE_URL"));
+    let kind = match (backend.as_deref(), postgres_url) {
+        (Some("memory"), _) => StorageKind::Memory,
+        (Some("postgres"), None) => {
+            return Err(invalid(
+                "storage.postgres_url".into(),
+                "backend = \"postgres\" needs a postgres_url (or AIMESH_DATABASE_URL)".into(),
+            ));
+        }
+        (Some("postgres") | None, Some(url)) => StorageKind::Postgres { url },
+        (Some("embedded") | None, _) => {
+            let dir = PathBuf::from(data_dir.unwrap_or_else(|| "data".into()));
+            StorageKind::Embedded {
+                dir: if dir.is_absolute() { dir } else { base_dir.join(dir) },
+            }
+        }
+        (Some(other), _) => {
+            return Err(invalid(
+                "storage.backend".into(),
+                format!("{other:?}: use embedded, postgres or memory"),
+            ));
+        }
+    };
     let RawCluster { name: cluster } = cluster;
     Ok(Config {
         path: path.to_owned(),
@@ -333,8 +430,36 @@ fn validate(
             64,
             1..=100_000,
         )?),
-        memory_shards: u32::try_from(ranged(path, "memory.shards", shards, 4, 1..=1024)?)
-            .unwrap_or(4),
+        memory: MemoryConfig {
+            shards: u32::try_from(ranged(path, "memory.shards", shards, 4, 1..=1024)?).unwrap_or(4),
+            sweep_interval: Duration::from_secs(ranged(
+                path,
+                "memory.sweep_interval_seconds",
+                sweep_interval_seconds,
+                30,
+                1..=86_400,
+            )?),
+            retention: aimesh_actors::types::Retention {
+                max_age_seconds: max_age_seconds
+                    .map(|v| ranged(path, "memory.max_age_seconds", Some(v), 0, 1..=u64::from(u32::MAX)))
+                    .transpose()?,
+                max_items: max_items
+                    .map(|v| ranged(path, "memory.max_items", Some(v), 0, 1..=1_000_000_000))
+                    .transpose()?,
+            },
+            embedding_dims: to_usize(ranged(path, "memory.embedding_dims", embedding_dims, 512, 16..=8192)?),
+            ann_threshold: to_usize(ranged(path, "memory.ann_threshold", ann_threshold, 20_000, 1..=100_000_000)?),
+        },
+        storage: StorageConfig {
+            kind,
+            compress_above: to_usize(ranged(
+                path,
+                "storage.compress_above_bytes",
+                compress_above_bytes,
+                4096,
+                64..=(64 << 20),
+            )?),
+        },
         gateway: gateway::validate(path, gateway, env)?,
     })
 }
@@ -359,7 +484,8 @@ mod tests {
     fn a_minimal_file_gets_defaults() {
         let c = parse("[[node]]\nname = \"n1\"\napi = \"127.0.0.1:9000\"\n").unwrap();
         assert_eq!(c.limits, Limits::default());
-        assert_eq!(c.memory_shards, 4);
+        assert_eq!(c.memory.shards, 4);
+        assert_eq!(c.storage.kind, StorageKind::Embedded { dir: PathBuf::from("data") });
         assert_eq!(c.aging, Duration::from_secs(5));
     }
 

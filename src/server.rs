@@ -9,16 +9,36 @@ use axum::Router;
 use axum::serve::ListenerExt;
 
 use aimesh_actors::settings::Settings;
-use aimesh_actors::store::InMemoryStore;
+use aimesh_actors::search::HashingEmbedder;
+use aimesh_actors::store::{EmbeddedStore, InMemoryStore, Store};
 use aimesh_actors::{Node, NodeOptions};
 
 use crate::api::{AppState, router};
-use crate::config::{Config, NodeConfig};
+use crate::config::{Config, NodeConfig, StorageKind};
 
-/// The node options `config` describes for node `name`.
-pub fn node_options(config: &Config, name: &str) -> NodeOptions {
-    let mut options = NodeOptions::new(name, Arc::new(InMemoryStore::new()));
-    options.memory_shards = config.memory_shards;
+/// Opens the store `config` names for node `name`.
+pub async fn open_store(config: &Config, name: &str) -> anyhow::Result<Arc<dyn Store>> {
+    let compress = config.storage.compress_above;
+    Ok(match &config.storage.kind {
+        StorageKind::Memory => Arc::new(InMemoryStore::new()),
+        StorageKind::Embedded { dir } => {
+            let path = dir.join(format!("{name}.redb"));
+            Arc::new(EmbeddedStore::open(&path, compress)?)
+        }
+        StorageKind::Postgres { url } => {
+            anyhow::bail!("PENDING-POSTGRES {url} {compress}")
+        }
+    })
+}
+
+/// The node options `config` describes for node `name`, over `store`.
+pub fn node_options(config: &Config, name: &str, store: Arc<dyn Store>) -> NodeOptions {
+    let mut options = NodeOptions::new(name, store);
+    options.memory_shards = config.memory.shards;
+    options.embedder = Arc::new(HashingEmbedder::new(config.memory.embedding_dims));
+    options.ann_threshold = config.memory.ann_threshold;
+    options.sweep_interval = Some(config.memory.sweep_interval);
+    options.retention = config.memory.retention;
     options.gateway = config.gateway.config.clone();
     options.budget = config.gateway.budget;
     options.network_budget = config.gateway.network_budget;
@@ -36,7 +56,8 @@ pub fn node_options(config: &Config, name: &str) -> NodeOptions {
 pub async fn start(config: &Config, node: &NodeConfig) -> anyhow::Result<(Node, Router)> {
     // Install the metrics recorder before the actors start recording.
     let _ = crate::telemetry::metrics();
-    let running = Node::start(node_options(config, &node.name))
+    let store = open_store(config, &node.name).await?;
+    let running = Node::start(node_options(config, &node.name, store))
         .await
         .with_context(|| format!("starting node {}", node.name))?;
     let app = router(AppState {

@@ -18,12 +18,11 @@ use tokio::time::Instant;
 
 use crate::behavior::{AgentBehavior, Assignment};
 use crate::coordinator::CoordinatorMsg;
-use crate::gateway::{GatewayMsg, ModelError, ModelResponse};
+use crate::gateway::{ModelError, ModelResponse};
 use crate::ids::{MemoryId, NetworkId, SubtaskId, TaskId};
 use crate::memory::MemoryClient;
 use crate::names::{Names, lookup};
 use crate::owned::OwnedTask;
-use crate::rpc::ask;
 use crate::sched::AgingQueue;
 use crate::stats::AgentStats;
 use crate::types::{AgentSpec, MemoryItem, MemoryKind, SubtaskOutcome, now};
@@ -58,6 +57,8 @@ pub struct AgentArgs {
     pub aging: Duration,
     /// Time limit of one model call.
     pub model_timeout: Duration,
+    /// Where kept answers are looked up.
+    pub store: Arc<dyn crate::store::Store>,
 }
 
 /// An agent's state.
@@ -152,13 +153,9 @@ impl AgentState {
         let subtask = work.subtask;
         // The call waits for admission and the model; allow for both.
         let wait = self.args.model_timeout * 2;
+        let store = self.args.store.clone();
         let call = OwnedTask::spawn(async move {
-            let result = match lookup::<GatewayMsg>(&gateway_name) {
-                Some(gw) => ask(&gw, wait, |r| GatewayMsg::Complete(Box::new(request), r))
-                    .await
-                    .unwrap_or_else(|e| Err(ModelError::GatewayUnavailable(e.to_string()))),
-                None => Err(ModelError::GatewayUnavailable("not running".to_owned())),
-            };
+            let result = crate::gateway::call(&store, &gateway_name, request, wait).await;
             let _ = me.cast(AgentMsg::ModelDone(subtask, Box::new(result)));
         });
         self.running.insert(subtask, Running { work, _call: call });

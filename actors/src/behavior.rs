@@ -49,6 +49,7 @@ pub trait AgentBehavior: Send + Sync + 'static {
             stop: Vec::new(),
             timeout,
             cache: true,
+            idempotency_key: Some(work.subtask.to_string()),
         }
     }
 

@@ -187,6 +187,8 @@ pub struct CoordinatorState {
     waiting: AgingQueue<TaskId>,
     live: HashMap<TaskId, Live>,
     active: usize,
+    /// Tasks announcing their end once it is durable.
+    finalizers: tokio::task::JoinSet<()>,
 }
 
 /// The coordinator actor.
@@ -207,6 +209,7 @@ impl Actor for Coordinator {
             waiting: AgingQueue::new(args.aging),
             live: HashMap::new(),
             active: 0,
+            finalizers: tokio::task::JoinSet::new(),
             args,
         })
     }

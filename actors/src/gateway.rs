@@ -61,6 +61,30 @@ use sink::DeltaSink;
 use upstream::{Upstream, UpstreamArgs, UpstreamMsg};
 use wire::Completion;
 
+/// Makes a model call the way agents do: a kept answer for the call's idempotency key is
+/// replayed (a redelivered subtask is not paid twice); otherwise the gateway registered as
+/// `gateway` runs it, waiting at most `wait`.
+pub async fn call(
+    store: &Arc<dyn crate::store::Store>,
+    gateway: &str,
+    request: ModelRequest,
+    wait: Duration,
+) -> Result<ModelResponse, ModelError> {
+    if let Some(key) = &request.idempotency_key {
+        match store.response(key).await {
+            Ok(Some(kept)) => return Ok(ModelResponse::replayed(kept, &request.model)),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(%key, error = %e, "kept answers unreadable; calling the model"),
+        }
+    }
+    match crate::names::lookup::<GatewayMsg>(gateway) {
+        Some(gw) => crate::rpc::ask(&gw, wait, |r| GatewayMsg::Complete(Box::new(request), r))
+            .await
+            .unwrap_or_else(|e| Err(ModelError::GatewayUnavailable(e.to_string()))),
+        None => Err(ModelError::GatewayUnavailable("not running".to_owned())),
+    }
+}
+
 /// Messages to the gateway.
 #[derive(RactorMessage)]
 pub enum GatewayMsg {
@@ -146,6 +170,8 @@ pub struct GatewayArgs {
     pub aging: Duration,
     /// Restart policy for upstreams.
     pub policy: RestartPolicy,
+    /// Where answers are kept under their idempotency keys.
+    pub store: Arc<dyn crate::store::Store>,
 }
 
 /// The gateway's state, for status displays.
@@ -216,6 +242,7 @@ pub struct GatewayState {
     next_id: u64,
     aging: Duration,
     policy: RestartPolicy,
+    store: Arc<dyn crate::store::Store>,
 }
 
 /// The gateway actor.
@@ -250,6 +277,7 @@ impl Actor for Gateway {
             next_id: 0,
             aging: args.aging,
             policy: args.policy,
+            store: args.store,
         };
         let names: Vec<String> = state
             .config

@@ -29,21 +29,48 @@ pub enum MemoryError {
 }
 
 /// Reaches a node's memory shards by name.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct MemoryClient {
     names: Names,
     shards: u32,
     timeout: Duration,
+    embedder: std::sync::Arc<dyn crate::search::Embedder>,
+}
+
+impl std::fmt::Debug for MemoryClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryClient")
+            .field("node", &self.names.node())
+            .field("shards", &self.shards)
+            .finish()
+    }
 }
 
 impl MemoryClient {
-    /// A client for `shards` shards of the node `names` belongs to.
-    pub fn new(names: Names, shards: u32, timeout: Duration) -> Self {
+    /// A client for `shards` shards of the node `names` belongs to, embedding queries with
+    /// `embedder` (the shards' own).
+    pub fn new(
+        names: Names,
+        shards: u32,
+        timeout: Duration,
+        embedder: std::sync::Arc<dyn crate::search::Embedder>,
+    ) -> Self {
         Self {
             names,
             shards: shards.max(1),
             timeout,
+            embedder,
         }
+    }
+
+    /// The items of a network most relevant to `text` (by the shards' embedder).
+    pub async fn relevant(
+        &self,
+        network: NetworkId,
+        text: &str,
+        query: &MemoryQuery,
+    ) -> Result<Vec<(MemoryItem, f32)>, MemoryError> {
+        self.search(network, self.embedder.embed(text), query).await
     }
 
     /// How many shards there are.
@@ -121,5 +148,112 @@ impl MemoryClient {
                 let _ = actor.cast(ShardMsg::DropNetwork(network));
             }
         }
+    }
+}
+
+impl MemoryClient {
+    /// The `query.limit` items of a network most similar to `vector`, best first, with scores.
+    pub async fn search(
+        &self,
+        network: NetworkId,
+        vector: Vec<f32>,
+        query: &MemoryQuery,
+    ) -> Result<Vec<(MemoryItem, f32)>, MemoryError> {
+        let vector = std::sync::Arc::new(vector);
+        let calls = (0..self.shards).map(|shard| {
+            let vector = vector.clone();
+            async move {
+                let actor = self.shard_ref(shard)?;
+                ask(&actor, self.timeout, |r| {
+                    ShardMsg::Search(network, vector, query.clone(), r)
+                })
+                .await
+                .map_err(|cause| MemoryError::ShardUnavailable { shard, cause })
+            }
+        });
+        let mut all = Vec::new();
+        for hits in join_all(calls).await {
+            all.extend(hits?);
+        }
+        all.sort_by(|a, b| b.1.total_cmp(&a.1).then(b.0.memory_id.cmp(&a.0.memory_id)));
+        all.truncate(query.limit);
+        Ok(all)
+    }
+
+    /// One sweep over every shard as of `now`: expired items and items past their network's
+    /// retention age go, then each network with `max_items` keeps only its newest items.
+    pub async fn sweep(
+        &self,
+        now: crate::types::Timestamp,
+        retention: std::collections::HashMap<NetworkId, crate::types::Retention>,
+        default: crate::types::Retention,
+    ) -> Result<usize, MemoryError> {
+        let retention = std::sync::Arc::new(retention);
+        let mut removed = 0;
+        for shard in 0..self.shards {
+            let actor = self.shard_ref(shard)?;
+            let retention = retention.clone();
+            removed += ask(&actor, self.timeout, |reply| ShardMsg::Sweep {
+                now,
+                retention,
+                default,
+                reply,
+            })
+            .await
+            .map_err(|cause| MemoryError::ShardUnavailable { shard, cause })?;
+        }
+        for (network, r) in retention.iter() {
+            if let Some(max) = r.max_items.or(default.max_items) {
+                removed += self.keep_newest(*network, max).await?;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Removes all but the `max` newest items of a network, across shards.
+    pub async fn keep_newest(&self, network: NetworkId, max: u64) -> Result<usize, MemoryError> {
+        let mut ids = Vec::new();
+        for shard in 0..self.shards {
+            let actor = self.shard_ref(shard)?;
+            ids.extend(
+                ask(&actor, self.timeout, |r| ShardMsg::Ids(network, r))
+                    .await
+                    .map_err(|cause| MemoryError::ShardUnavailable { shard, cause })?,
+            );
+        }
+        let Ok(max) = usize::try_from(max) else {
+            return Ok(0);
+        };
+        if ids.len() <= max {
+            return Ok(0);
+        }
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        // Everything older than the max-th newest goes.
+        let Some(&cutoff) = ids.get(max.saturating_sub(1)) else {
+            return Ok(0);
+        };
+        let mut removed = 0;
+        for shard in 0..self.shards {
+            let actor = self.shard_ref(shard)?;
+            removed += ask(&actor, self.timeout, |r| {
+                ShardMsg::DropOlder(network, cutoff, r)
+            })
+            .await
+            .map_err(|cause| MemoryError::ShardUnavailable { shard, cause })?;
+        }
+        Ok(removed)
+    }
+
+    /// Removes a session's items from every shard.
+    pub async fn drop_session(&self, network: NetworkId, session: &str) -> Result<usize, MemoryError> {
+        let mut removed = 0;
+        for shard in 0..self.shards {
+            let actor = self.shard_ref(shard)?;
+            let s = session.to_owned();
+            removed += ask(&actor, self.timeout, |r| ShardMsg::DropSession(network, s, r))
+                .await
+                .map_err(|cause| MemoryError::ShardUnavailable { shard, cause })?;
+        }
+        Ok(removed)
     }
 }

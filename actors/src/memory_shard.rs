@@ -1,28 +1,48 @@
-//! A memory shard: owns the items that hash to it, serves queries over them.
+//! A memory shard: owns the items that hash to it, serves listings and semantic search over
+//! them, and removes what has expired.
 //!
-//! Supervised by the node supervisor, registered as `<node>/memory/<i>`. A write is acknowledged
-//! once the store has it; a restarted shard reloads its partition from the store.
+//! Supervised by the node supervisor, registered as `<node>/memory/<i>`. It indexes each item
+//! as it arrives (by network, by kind, and as a vector for search) and has the store keep it;
+//! the writer's reply comes once the item is durable, from an owned task, so the shard's mailbox
+//! never waits on a disk. A restarted shard reloads its partition from the store.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster_derive::RactorMessage;
 
-use crate::ids::NetworkId;
+use crate::ids::{MemoryId, NetworkId};
+use crate::search::{Embedder, VectorIndex};
 use crate::store::{Store, StoreError};
-use crate::types::{MemoryItem, MemoryKind, MemoryQuery};
+use crate::types::{MemoryItem, MemoryKind, MemoryQuery, Retention, Timestamp};
 
 /// Messages to a shard.
 #[derive(RactorMessage)]
 pub enum ShardMsg {
-    /// Store an item; the reply (if asked for) comes once it is stored.
-    Put(
-        Box<MemoryItem>,
-        Option<RpcReplyPort<Result<(), StoreError>>>,
-    ),
+    /// Store an item; the reply (if asked for) comes once it is durable.
+    Put(Box<MemoryItem>, Option<RpcReplyPort<Result<(), StoreError>>>),
     /// The first `offset + limit` matching items of a network, newest first, and the count.
     Query(NetworkId, MemoryQuery, RpcReplyPort<ShardPage>),
+    /// The `k` items most similar to a query vector, best first, among those matching filters.
+    Search(NetworkId, Arc<Vec<f32>>, MemoryQuery, RpcReplyPort<Vec<(MemoryItem, f32)>>),
+    /// Remove expired items and items past their network's retention age, as of `now`.
+    Sweep {
+        /// The time to sweep as of.
+        now: Timestamp,
+        /// Retention per network (networks not listed use `default`).
+        retention: Arc<HashMap<NetworkId, Retention>>,
+        /// The default retention.
+        default: Retention,
+        /// How many items were removed.
+        reply: RpcReplyPort<usize>,
+    },
+    /// A network's item ids, newest first (for its `max_items` retention).
+    Ids(NetworkId, RpcReplyPort<Vec<MemoryId>>),
+    /// Remove a network's items older than the given id (ids are time-ordered).
+    DropOlder(NetworkId, MemoryId, RpcReplyPort<usize>),
+    /// Remove a session's items.
+    DropSession(NetworkId, String, RpcReplyPort<usize>),
     /// Forget a deleted network.
     DropNetwork(NetworkId),
     /// Counts.
@@ -55,21 +75,28 @@ pub struct ShardArgs {
     pub shards: u32,
     /// Where items are kept.
     pub store: Arc<dyn Store>,
+    /// Turns text into vectors for search.
+    pub embedder: Arc<dyn Embedder>,
+    /// Per-network vector indexes switch to HNSW past this many items.
+    pub ann_threshold: usize,
 }
 
 /// A shard's state.
 pub struct ShardState {
     store: Arc<dyn Store>,
-    items: HashMap<NetworkId, NetworkItems>,
+    embedder: Arc<dyn Embedder>,
+    ann_threshold: usize,
+    networks: HashMap<NetworkId, NetworkItems>,
     count: usize,
+    /// Replies waiting for their writes to be durable, and store deletions.
+    pending: tokio::task::JoinSet<()>,
 }
 
-/// One network's items on this shard, in arrival order, with an index per kind, so the common
-/// queries (newest k, filtered by kind) cost O(k) and their totals O(1).
-#[derive(Default)]
+/// One network's items on this shard, by id (time order), by kind, and as vectors.
 struct NetworkItems {
-    items: Vec<MemoryItem>,
-    by_kind: [Vec<usize>; 4],
+    items: BTreeMap<MemoryId, MemoryItem>,
+    by_kind: [BTreeSet<MemoryId>; 4],
+    vectors: VectorIndex,
 }
 
 fn kind_index(kind: MemoryKind) -> usize {
@@ -79,6 +106,18 @@ fn kind_index(kind: MemoryKind) -> usize {
         MemoryKind::Decision => 2,
         MemoryKind::Feedback => 3,
     }
+}
+
+/// The text an item is searched by: its content and its string metadata.
+pub fn search_text(item: &MemoryItem) -> String {
+    let mut text = item.content_text();
+    for v in item.metadata.values() {
+        if let serde_json::Value::String(s) = v {
+            text.push(' ');
+            text.push_str(s);
+        }
+    }
+    text
 }
 
 /// The shard actor.
@@ -97,8 +136,11 @@ impl Actor for MemoryShard {
         let loaded = args.store.load_memory(args.index, args.shards).await?;
         let mut state = ShardState {
             store: args.store,
-            items: HashMap::new(),
+            embedder: args.embedder,
+            ann_threshold: args.ann_threshold,
+            networks: HashMap::new(),
             count: 0,
+            pending: tokio::task::JoinSet::new(),
         };
         for item in loaded {
             state.insert(item);
@@ -112,30 +154,79 @@ impl Actor for MemoryShard {
         msg: ShardMsg,
         state: &mut ShardState,
     ) -> Result<(), ActorProcessingErr> {
+        while state.pending.try_join_next().is_some() {}
         match msg {
             ShardMsg::Put(item, reply) => {
-                let stored = state.store.put_memory(&item).await;
-                if stored.is_ok() {
-                    state.insert(*item);
-                } else if reply.is_none() {
-                    tracing::warn!(error = ?stored, "memory write without a waiting caller failed");
-                }
-                if let Some(reply) = reply {
-                    let _ = reply.send(stored);
-                }
+                let durable = state.store.put_memory(&item);
+                state.insert(*item);
+                state.pending.spawn(async move {
+                    let r = durable.await;
+                    match reply {
+                        Some(reply) => {
+                            let _ = reply.send(r);
+                        }
+                        None => {
+                            if let Err(e) = r {
+                                tracing::warn!(error = %e, "a memory write nobody waited for failed");
+                            }
+                        }
+                    }
+                });
             }
             ShardMsg::Query(network, query, reply) => {
                 let _ = reply.send(state.query(network, &query));
             }
+            ShardMsg::Search(network, vector, query, reply) => {
+                let _ = reply.send(state.search(network, &vector, &query));
+            }
+            ShardMsg::Sweep {
+                now,
+                retention,
+                default,
+                reply,
+            } => {
+                let gone = state.expired(now, &retention, default);
+                let _ = reply.send(state.remove(gone));
+            }
+            ShardMsg::Ids(network, reply) => {
+                let ids = state
+                    .networks
+                    .get(&network)
+                    .map(|n| n.items.keys().rev().copied().collect())
+                    .unwrap_or_default();
+                let _ = reply.send(ids);
+            }
+            ShardMsg::DropOlder(network, cutoff, reply) => {
+                let gone: Vec<MemoryId> = state
+                    .networks
+                    .get(&network)
+                    .map(|n| n.items.range(..cutoff).map(|(id, _)| *id).collect())
+                    .unwrap_or_default();
+                let _ = reply.send(state.remove(gone));
+            }
+            ShardMsg::DropSession(network, session, reply) => {
+                let gone: Vec<MemoryId> = state
+                    .networks
+                    .get(&network)
+                    .map(|n| {
+                        n.items
+                            .values()
+                            .filter(|i| i.session_id.as_deref() == Some(session.as_str()))
+                            .map(|i| i.memory_id)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let _ = reply.send(state.remove(gone));
+            }
             ShardMsg::DropNetwork(network) => {
-                if let Some(n) = state.items.remove(&network) {
+                if let Some(n) = state.networks.remove(&network) {
                     state.count -= n.items.len();
                 }
             }
             ShardMsg::Stats(reply) => {
                 let _ = reply.send(ShardStats {
                     items: state.count,
-                    networks: state.items.len(),
+                    networks: state.networks.len(),
                 });
             }
         }
@@ -145,54 +236,118 @@ impl Actor for MemoryShard {
 
 impl ShardState {
     fn insert(&mut self, item: MemoryItem) {
-        let n = self.items.entry(item.network_id).or_default();
-        n.by_kind[kind_index(item.kind)].push(n.items.len());
-        n.items.push(item);
-        self.count += 1;
+        let dims = self.embedder.dims();
+        let threshold = self.ann_threshold;
+        let vector = self.embedder.embed(&search_text(&item));
+        let n = self
+            .networks
+            .entry(item.network_id)
+            .or_insert_with(|| NetworkItems {
+                items: BTreeMap::new(),
+                by_kind: Default::default(),
+                vectors: VectorIndex::new(dims, threshold),
+            });
+        let id = item.memory_id;
+        if let Some(old) = n.items.insert(id, item) {
+            n.by_kind[kind_index(old.kind)].remove(&id);
+        } else {
+            self.count += 1;
+        }
+        if let Some(i) = n.items.get(&id) {
+            n.by_kind[kind_index(i.kind)].insert(id);
+        }
+        n.vectors.insert(id.as_uuid().as_u128(), vector);
+    }
+
+    /// Removes items from the index at once and from the store in the background.
+    fn remove(&mut self, ids: Vec<MemoryId>) -> usize {
+        let mut removed = Vec::with_capacity(ids.len());
+        for id in ids {
+            for n in self.networks.values_mut() {
+                if let Some(item) = n.items.remove(&id) {
+                    n.by_kind[kind_index(item.kind)].remove(&id);
+                    n.vectors.remove(id.as_uuid().as_u128());
+                    removed.push(id);
+                    break;
+                }
+            }
+        }
+        self.count -= removed.len();
+        self.networks.retain(|_, n| !n.items.is_empty());
+        let count = removed.len();
+        if count > 0 {
+            let store = self.store.clone();
+            self.pending.spawn(async move {
+                if let Err(e) = store.delete_memory(&removed).await {
+                    tracing::warn!(error = %e, "expired memory items stay stored until the next sweep");
+                }
+            });
+        }
+        count
+    }
+
+    fn expired(
+        &self,
+        now: Timestamp,
+        retention: &HashMap<NetworkId, Retention>,
+        default: Retention,
+    ) -> Vec<MemoryId> {
+        let mut gone = Vec::new();
+        for (network, n) in &self.networks {
+            let r = retention.get(network).copied().unwrap_or(default);
+            let oldest = r
+                .max_age_seconds
+                .map(|s| now - time::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX)));
+            gone.extend(
+                n.items
+                    .values()
+                    .filter(|i| i.expired(now) || oldest.is_some_and(|o| i.created_at < o))
+                    .map(|i| i.memory_id),
+            );
+        }
+        gone
     }
 
     fn query(&self, network: NetworkId, query: &MemoryQuery) -> ShardPage {
-        let Some(n) = self.items.get(&network) else {
+        let Some(n) = self.networks.get(&network) else {
             return ShardPage::default();
         };
         let want = query.offset.saturating_add(query.limit);
-        let kinds: Vec<usize> = if query.kinds.is_empty() {
-            Vec::new()
-        } else {
-            let mut k: Vec<usize> = query.kinds.iter().map(|k| kind_index(*k)).collect();
-            k.sort_unstable();
-            k.dedup();
-            k
-        };
         let only_kinds =
             query.agent_id.is_none() && query.task_id.is_none() && query.session_id.is_none();
-        if only_kinds && kinds.is_empty() {
+        if only_kinds && query.kinds.is_empty() {
             return ShardPage {
-                items: n.items.iter().rev().take(want).cloned().collect(),
+                items: n.items.values().rev().take(want).cloned().collect(),
                 total: n.items.len(),
             };
         }
         if only_kinds {
+            let mut kinds: Vec<usize> = query.kinds.iter().map(|k| kind_index(*k)).collect();
+            kinds.sort_unstable();
+            kinds.dedup();
+            let total = kinds.iter().map(|k| n.by_kind[*k].len()).sum();
             // Merge the per-kind indexes newest first; stop after `want`.
-            let mut cursors: Vec<&[usize]> =
-                kinds.iter().map(|k| n.by_kind[*k].as_slice()).collect();
-            let total = cursors.iter().map(|c| c.len()).sum();
+            let mut iters: Vec<_> = kinds
+                .iter()
+                .map(|k| n.by_kind[*k].iter().rev().peekable())
+                .collect();
             let mut items = Vec::with_capacity(want.min(total));
             while items.len() < want {
-                let best = cursors
-                    .iter()
+                let best = iters
+                    .iter_mut()
                     .enumerate()
-                    .filter_map(|(i, c)| c.last().map(|pos| (*pos, i)))
+                    .filter_map(|(i, it)| it.peek().map(|id| (**id, i)))
                     .max();
-                let Some((pos, i)) = best else { break };
-                items.push(n.items[pos].clone());
-                let c = &mut cursors[i];
-                *c = &c[..c.len() - 1];
+                let Some((id, i)) = best else { break };
+                iters[i].next();
+                if let Some(item) = n.items.get(&id) {
+                    items.push(item.clone());
+                }
             }
             return ShardPage { items, total };
         }
         let mut page = ShardPage::default();
-        for item in n.items.iter().rev().filter(|i| query.matches(i)) {
+        for item in n.items.values().rev().filter(|i| query.matches(i)) {
             if page.items.len() < want {
                 page.items.push(item.clone());
             }
@@ -200,12 +355,38 @@ impl ShardState {
         }
         page
     }
+
+    fn search(
+        &self,
+        network: NetworkId,
+        vector: &[f32],
+        query: &MemoryQuery,
+    ) -> Vec<(MemoryItem, f32)> {
+        let Some(n) = self.networks.get(&network) else {
+            return Vec::new();
+        };
+        let keep = |id: u128| {
+            n.items
+                .get(&MemoryId::from(uuid::Uuid::from_u128(id)))
+                .is_some_and(|i| query.matches(i))
+        };
+        n.vectors
+            .search(vector, query.limit, &keep)
+            .into_iter()
+            .filter_map(|(id, score)| {
+                n.items
+                    .get(&MemoryId::from(uuid::Uuid::from_u128(id)))
+                    .map(|i| (i.clone(), score))
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::{AgentId, MemoryId};
+    use crate::ids::AgentId;
+    use crate::search::HashingEmbedder;
     use crate::store::InMemoryStore;
     use crate::types::now;
 
@@ -225,15 +406,22 @@ mod tests {
         }
     }
 
-    #[test]
-    fn kind_queries_merge_newest_first_and_count_exactly() {
+    fn state() -> ShardState {
+        ShardState {
+            store: Arc::new(InMemoryStore::new()),
+            embedder: Arc::new(HashingEmbedder::new(256)),
+            ann_threshold: 1000,
+            networks: HashMap::new(),
+            count: 0,
+            pending: tokio::task::JoinSet::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn kind_queries_merge_newest_first_and_count_exactly() {
         let net = NetworkId::new();
         let agent = AgentId::new();
-        let mut s = ShardState {
-            store: Arc::new(InMemoryStore::new()),
-            items: HashMap::new(),
-            count: 0,
-        };
+        let mut s = state();
         let kinds = [MemoryKind::Fact, MemoryKind::Decision, MemoryKind::Feedback];
         for n in 0..30u32 {
             let a = (n % 4 == 0).then_some(agent);
@@ -251,9 +439,7 @@ mod tests {
         // Newest first among facts (n % 3 == 0) and feedback (n % 3 == 2): 29, 27, 26, 24, 23...
         assert_eq!(
             got,
-            [
-                "item 29", "item 27", "item 26", "item 24", "item 23", "item 21", "item 20"
-            ]
+            ["item 29", "item 27", "item 26", "item 24", "item 23", "item 21", "item 20"]
         );
         let by_agent = s.query(
             net,
@@ -265,5 +451,69 @@ mod tests {
         );
         assert_eq!(by_agent.total, 8);
         assert_eq!(s.query(NetworkId::new(), &q).total, 0);
+    }
+
+    #[tokio::test]
+    async fn sweeps_remove_expired_items_and_items_past_the_retention_age() {
+        let net = NetworkId::new();
+        let other = NetworkId::new();
+        let mut s = state();
+        let t0 = now();
+        let mut ttl = item(net, MemoryKind::Fact, 1, None);
+        ttl.expires_at = Some(t0 + time::Duration::minutes(10));
+        let old = item(net, MemoryKind::Fact, 2, None);
+        let keep = item(other, MemoryKind::Fact, 3, None);
+        for i in [&ttl, &old, &keep] {
+            s.insert(i.clone());
+        }
+        let retention = HashMap::from([(
+            net,
+            Retention {
+                max_age_seconds: Some(3600),
+                max_items: None,
+            },
+        )]);
+        // Nothing is due yet.
+        assert!(s.expired(t0, &retention, Retention::default()).is_empty());
+        // Eleven minutes on, the TTL has run out.
+        let gone = s.expired(t0 + time::Duration::minutes(11), &retention, Retention::default());
+        assert_eq!(gone, vec![ttl.memory_id]);
+        assert_eq!(s.remove(gone), 1);
+        // Two hours on, the network's retention takes the old item; the other network keeps its.
+        let gone = s.expired(t0 + time::Duration::hours(2), &retention, Retention::default());
+        assert_eq!(gone, vec![old.memory_id]);
+        s.remove(gone);
+        assert_eq!(s.count, 1);
+        assert_eq!(s.query(other, &MemoryQuery { limit: 10, ..Default::default() }).total, 1);
+    }
+
+    #[tokio::test]
+    async fn search_ranks_the_closest_item_first_within_the_filters() {
+        let net = NetworkId::new();
+        let mut s = state();
+        let texts = [
+            (MemoryKind::Fact, "Invoices are sent on the first business day of each month"),
+            (MemoryKind::Fact, "The brand voice is friendly, direct and free of jargon"),
+            (MemoryKind::Decision, "Deployments happen on Tuesdays after the canary passes"),
+        ];
+        for (kind, text) in texts {
+            let mut i = item(net, kind, 0, None);
+            i.content = serde_json::Value::from(text);
+            s.insert(i);
+        }
+        let embedder = HashingEmbedder::new(256);
+        let q = MemoryQuery {
+            limit: 2,
+            ..MemoryQuery::default()
+        };
+        let hits = s.search(net, &embedder.embed("what voice should our brand use"), &q);
+        assert!(hits[0].0.content_text().contains("brand voice"), "{hits:?}");
+        let facts_only = MemoryQuery {
+            kinds: vec![MemoryKind::Decision],
+            limit: 5,
+            ..MemoryQuery::default()
+        };
+        let hits = s.search(net, &embedder.embed("brand voice"), &facts_only);
+        assert!(hits.iter().all(|(i, _)| i.kind == MemoryKind::Decision));
     }
 }

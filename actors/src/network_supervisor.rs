@@ -229,6 +229,7 @@ impl NetworkState {
             memory: self.args.memory.clone(),
             aging: self.args.settings.aging,
             model_timeout: self.args.settings.model_timeout,
+            store: self.args.store.clone(),
         };
         let (actor, _) = Actor::spawn_linked(None, Agent, args, supervisor.clone()).await?;
         Ok(actor)

@@ -15,6 +15,7 @@ use crate::behavior::Behaviors;
 use crate::coordinator::{CoordinatorError, CoordinatorMsg};
 use crate::gateway::ledger::{Ledger, Spend};
 use crate::gateway::sink::DeltaSink;
+use crate::search::{Embedder, HashingEmbedder};
 use crate::gateway::{
     GatewayConfig, GatewayMsg, GatewayStatus, ModelError, ModelRequest, ModelResponse, Provider,
 };
@@ -27,8 +28,8 @@ use crate::rpc::{CallError, ask};
 use crate::settings::Settings;
 use crate::store::{Store, StoreError};
 use crate::types::{
-    AgentSpec, MemoryItem, MemoryQuery, NetworkRecord, Page, TaskQuery, TaskRecord, TaskStatus,
-    TaskSummary, Usd, default_agents, now,
+    AgentSpec, MemoryItem, MemoryQuery, NetworkRecord, Page, Retention, Session, TaskQuery,
+    TaskRecord, TaskStatus, TaskSummary, Timestamp, Usd, default_agents, now,
 };
 use crate::watch::TaskWatch;
 
@@ -40,6 +41,14 @@ pub struct NodeOptions {
     pub store: Arc<dyn Store>,
     /// How many memory shards.
     pub memory_shards: u32,
+    /// Turns memory text into vectors for search.
+    pub embedder: Arc<dyn Embedder>,
+    /// Per-network vector indexes switch from exact scan to HNSW past this many items.
+    pub ann_threshold: usize,
+    /// How often the janitor sweeps memory (none: never; tests sweep by hand).
+    pub sweep_interval: Option<Duration>,
+    /// Retention of networks that set none.
+    pub retention: Retention,
     /// The model gateway: providers, models, chains, limits, cache, safety, selection.
     pub gateway: GatewayConfig,
     /// Extra in-process providers (each also becomes a model of its own name).
@@ -63,6 +72,10 @@ impl NodeOptions {
             name: name.to_owned(),
             store,
             memory_shards: 4,
+            embedder: Arc::new(HashingEmbedder::new(512)),
+            ann_threshold: 20_000,
+            sweep_interval: Some(Duration::from_secs(30)),
+            retention: Retention::default(),
             gateway: GatewayConfig::default(),
             providers: Vec::new(),
             budget: None,
@@ -200,6 +213,8 @@ pub struct Health {
 }
 
 struct Inner {
+    embedder: Arc<dyn Embedder>,
+    retention: Retention,
     names: Names,
     ledger: Arc<Ledger>,
     gateway: Arc<GatewayConfig>,
@@ -228,6 +243,7 @@ impl Node {
             names.clone(),
             options.memory_shards,
             options.settings.call_timeout,
+            options.embedder.clone(),
         );
         let admission = Arc::new(Admission::new(options.max_unfinished_tasks));
         let watch = Arc::new(TaskWatch::default());
@@ -244,6 +260,10 @@ impl Node {
             memory: memory.clone(),
             gateway: gateway_config.clone(),
             ledger: ledger.clone(),
+            embedder: options.embedder.clone(),
+            ann_threshold: options.ann_threshold,
+            sweep_interval: options.sweep_interval,
+            retention: options.retention,
             admission: admission.clone(),
             watch: watch.clone(),
             behaviors: options.behaviors,
@@ -258,6 +278,8 @@ impl Node {
             })?;
         Ok(Node {
             inner: Arc::new(Inner {
+                embedder: options.embedder,
+                retention: options.retention,
                 ledger,
                 gateway: gateway_config,
                 names,
@@ -670,6 +692,86 @@ impl Node {
     ) -> Result<Page<MemoryItem>, NodeError> {
         self.record(network).await?;
         Ok(self.inner.memory.query(network, query).await?)
+    }
+
+    /// The `query.limit` items of a network most similar to `text`, best first, with scores.
+    pub async fn search_memory(
+        &self,
+        network: NetworkId,
+        text: &str,
+        query: &MemoryQuery,
+    ) -> Result<Vec<(MemoryItem, f32)>, NodeError> {
+        self.record(network).await?;
+        let vector = self.inner.embedder.embed(text);
+        let started = Instant::now();
+        let hits = self.inner.memory.search(network, vector, query).await?;
+        metrics::histogram!("aimesh_memory_search_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
+        Ok(hits)
+    }
+
+    /// The name of the embedder used for search.
+    pub fn embedder_name(&self) -> String {
+        self.inner.embedder.name().to_owned()
+    }
+
+    /// Creates a session.
+    pub async fn create_session(&self, session: Session) -> Result<Session, NodeError> {
+        self.record(session.network_id).await?;
+        let existing = self.inner.store.sessions(session.network_id).await?;
+        if existing.iter().any(|s| s.session_id == session.session_id) {
+            return Err(NodeError::Conflict {
+                code: "session_exists",
+                message: format!("session {:?} already exists", session.session_id),
+            });
+        }
+        self.inner.store.put_session(&session).await?;
+        Ok(session)
+    }
+
+    /// A network's sessions that have not expired.
+    pub async fn sessions(&self, network: NetworkId) -> Result<Vec<Session>, NodeError> {
+        self.record(network).await?;
+        let at = now();
+        Ok(self
+            .inner
+            .store
+            .sessions(network)
+            .await?
+            .into_iter()
+            .filter(|s| s.expires_at.is_none_or(|e| e > at))
+            .collect())
+    }
+
+    /// A session, if it exists and has not expired.
+    pub async fn session(&self, network: NetworkId, id: &str) -> Result<Option<Session>, NodeError> {
+        Ok(self
+            .sessions(network)
+            .await?
+            .into_iter()
+            .find(|s| s.session_id == id))
+    }
+
+    /// Deletes a session and its items.
+    pub async fn delete_session(&self, network: NetworkId, id: &str) -> Result<usize, NodeError> {
+        self.record(network).await?;
+        if !self.inner.store.delete_session(network, id).await? {
+            return Err(NodeError::NotFound {
+                kind: "session",
+                id: id.to_owned(),
+            });
+        }
+        Ok(self.inner.memory.drop_session(network, id).await?)
+    }
+
+    /// One janitor pass as of `at` (the node runs one every sweep interval by itself).
+    pub async fn sweep(&self, at: Timestamp) -> Result<crate::janitor::Swept, NodeError> {
+        crate::janitor::sweep(&self.inner.store, &self.inner.memory, self.inner.retention, at)
+            .await
+            .map_err(|message| NodeError::Unavailable {
+                component: "memory",
+                message,
+            })
     }
 
     /// True if `model` names a model or chain the gateway knows.

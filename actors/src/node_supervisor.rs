@@ -23,6 +23,7 @@ use tokio::time::Instant;
 use crate::admission::Admission;
 use crate::behavior::Behaviors;
 use crate::gateway::ledger::Ledger;
+use crate::search::Embedder;
 use crate::gateway::{Gateway, GatewayArgs, GatewayConfig, GatewayMsg};
 use crate::ids::NetworkId;
 use crate::memory::MemoryClient;
@@ -32,7 +33,7 @@ use crate::network_supervisor::{NetworkArgs, NetworkMsg, NetworkSupervisor};
 use crate::policy::{Decision, RestartWindow};
 use crate::settings::Settings;
 use crate::store::{Store, StoreError};
-use crate::types::{FailureCode, NetworkRecord, TaskError, TaskEvent, TaskStatus, now};
+use crate::types::{FailureCode, NetworkRecord, Retention, TaskError, TaskEvent, TaskStatus, now};
 use crate::watch::TaskWatch;
 
 /// Messages to the node supervisor.
@@ -69,6 +70,14 @@ pub struct NodeArgs {
     pub gateway: Arc<GatewayConfig>,
     /// Spend and budgets.
     pub ledger: Arc<Ledger>,
+    /// Turns memory text into vectors.
+    pub embedder: Arc<dyn Embedder>,
+    /// Vector indexes switch to HNSW past this many items.
+    pub ann_threshold: usize,
+    /// How often the janitor sweeps.
+    pub sweep_interval: Option<std::time::Duration>,
+    /// Retention of networks that set none.
+    pub retention: Retention,
     /// Unfinished-task accounting.
     pub admission: Arc<Admission>,
     /// Task-end subscribers.
@@ -94,6 +103,7 @@ pub struct NodeState {
     children: HashMap<ActorId, Child>,
     restarts: HashMap<Child, RestartWindow>,
     networks: HashMap<NetworkId, ActorRef<NetworkMsg>>,
+    _janitor: Option<crate::owned::OwnedTask>,
 }
 
 /// The node supervisor actor.
@@ -114,6 +124,7 @@ impl Actor for NodeSupervisor {
             children: HashMap::new(),
             restarts: HashMap::new(),
             networks: HashMap::new(),
+            _janitor: None,
         };
         let me = myself.get_cell();
         state.spawn(&me, Child::Gateway).await?;
@@ -127,6 +138,23 @@ impl Actor for NodeSupervisor {
                 .admission
                 .set(record.network_id, unfinished.len());
             state.start_network(&me, record).await?;
+        }
+        if let Some(every) = state.args.sweep_interval {
+            let (store, memory, retention) = (
+                state.args.store.clone(),
+                state.args.memory.clone(),
+                state.args.retention,
+            );
+            state._janitor = Some(crate::owned::OwnedTask::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = crate::janitor::sweep(&store, &memory, retention, now()).await {
+                        tracing::warn!(error = %e, "memory sweep failed; the next one retries");
+                    }
+                }
+            }));
         }
         Ok(state)
     }
@@ -195,6 +223,7 @@ impl NodeState {
                     names: self.args.names.clone(),
                     aging: self.args.settings.aging,
                     policy: self.args.settings.service_policy,
+                    store: self.args.store.clone(),
                 };
                 let (a, _) =
                     Actor::spawn_linked(Some(names.gateway()), Gateway, args, me.clone()).await?;
@@ -206,6 +235,8 @@ impl NodeState {
                     index,
                     shards: self.args.memory.shards(),
                     store: self.args.store.clone(),
+                    embedder: self.args.embedder.clone(),
+                    ann_threshold: self.args.ann_threshold,
                 };
                 let (a, _) =
                     Actor::spawn_linked(Some(names.shard(index)), MemoryShard, args, me.clone())

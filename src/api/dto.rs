@@ -8,7 +8,8 @@ use aimesh_actors::ids::{AgentId, MemoryId, NetworkId, TaskId};
 use aimesh_actors::node::{NewNetwork, NewTask};
 use aimesh_actors::priority::Priority;
 use aimesh_actors::types::{
-    AgentParameters, AgentSpec, DEFAULT_MODEL, MemoryItem, MemoryKind, Usd, builtin_capabilities,
+    AgentParameters, AgentSpec, DEFAULT_MODEL, MemoryItem, MemoryKind, Retention, Session, Usd,
+    builtin_capabilities,
     now,
 };
 
@@ -30,6 +31,30 @@ pub struct CreateNetwork {
     agents: Option<Vec<AgentConfig>>,
     #[serde(default)]
     budget_usd: Option<f64>,
+    #[serde(default)]
+    retention: Option<RetentionBody>,
+}
+
+/// A network's memory retention.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionBody {
+    #[serde(default)]
+    max_age_seconds: Option<i64>,
+    #[serde(default)]
+    max_items: Option<i64>,
+}
+
+/// `POST /networks/{id}/sessions`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSession {
+    #[serde(default)]
+    session_id: Option<String>,
+    #[serde(default)]
+    ttl_seconds: Option<i64>,
+    #[serde(default)]
+    metadata: Option<Map<String, Value>>,
 }
 
 /// One agent's configuration (seed 001's `agent_config`).
@@ -100,6 +125,8 @@ pub struct AddMemory {
     task_id: Option<String>,
     #[serde(default)]
     session_id: Option<String>,
+    #[serde(default)]
+    ttl_seconds: Option<i64>,
 }
 
 fn text(field: &str, value: String, max: usize, required: bool) -> Result<String, ApiError> {
@@ -140,6 +167,9 @@ fn float(field: &str, value: Option<f64>, min: f64, max: f64) -> Result<Option<f
         )),
     }
 }
+
+/// The longest TTL or retention age: ten years.
+const MAX_TTL_SECONDS: u64 = 10 * 365 * 86_400;
 
 /// Iterations and timeouts: the same bounds everywhere.
 const MAX_ITERATIONS: u64 = 100;
@@ -185,7 +215,21 @@ impl CreateNetwork {
                 MAX_TIMEOUT_SECONDS,
             )?,
             agents,
-            retention: None,
+            retention: self
+                .retention
+                .map(|r| {
+                    Ok::<_, ApiError>(Retention {
+                        max_age_seconds: r
+                            .max_age_seconds
+                            .map(|v| int("retention.max_age_seconds", Some(v), 0, 1, MAX_TTL_SECONDS))
+                            .transpose()?,
+                        max_items: r
+                            .max_items
+                            .map(|v| int("retention.max_items", Some(v), 0, 1, 1_000_000_000))
+                            .transpose()?,
+                    })
+                })
+                .transpose()?,
             budget_usd: match self.budget_usd {
                 None => None,
                 Some(d) if d.is_finite() && d >= 0.0 => Some(Usd::from_dollars(d)),
@@ -324,9 +368,55 @@ impl SubmitTask {
     }
 }
 
+impl CreateSession {
+    /// Validates into a session of `network`.
+    pub fn validate(self, network: NetworkId) -> Result<Session, ApiError> {
+        let session_id = match self.session_id {
+            Some(id) => {
+                let id = text("session_id", id, 200, true)?;
+                if !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+                {
+                    return Err(ApiError::invalid(
+                        "session_id",
+                        "session_id may contain only letters, digits and - _ . :",
+                    ));
+                }
+                id
+            }
+            None => uuid::Uuid::now_v7().to_string(),
+        };
+        let created_at = now();
+        let expires_at = self
+            .ttl_seconds
+            .map(|t| int("ttl_seconds", Some(t), 0, 1, MAX_TTL_SECONDS))
+            .transpose()?
+            .map(|t| created_at + time::Duration::seconds(t as i64));
+        Ok(Session {
+            session_id,
+            network_id: network,
+            metadata: self.metadata.unwrap_or_default(),
+            created_at,
+            expires_at,
+        })
+    }
+}
+
 impl AddMemory {
-    /// Validates into a memory item of `network`.
-    pub fn validate(self, network: NetworkId, limits: &Limits) -> Result<MemoryItem, ApiError> {
+    /// The session the item names, if any.
+    pub fn session_id(&self) -> Option<&str> {
+        self.session_id.as_deref()
+    }
+
+    /// Validates into a memory item of `network`; the item expires with `session` if it
+    /// expires sooner than its own TTL.
+    pub fn validate(
+        self,
+        network: NetworkId,
+        limits: &Limits,
+        session: Option<&Session>,
+    ) -> Result<MemoryItem, ApiError> {
         match &self.content {
             Value::Null => return Err(ApiError::invalid("content", "content must not be null")),
             Value::String(s) if s.trim().is_empty() => {
@@ -367,6 +457,15 @@ impl AddMemory {
             .map(|s| text("session_id", s, 200, true))
             .transpose()?;
         let at = now();
+        let ttl = self
+            .ttl_seconds
+            .map(|t| int("ttl_seconds", Some(t), 0, 1, MAX_TTL_SECONDS))
+            .transpose()?
+            .map(|t| at + time::Duration::seconds(t as i64));
+        let expires_at = match (ttl, session.and_then(|s| s.expires_at)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         Ok(MemoryItem {
             memory_id: MemoryId::new(),
             network_id: network,
@@ -378,7 +477,7 @@ impl AddMemory {
             session_id,
             created_at: at,
             updated_at: at,
-            expires_at: None,
+            expires_at,
         })
     }
 }

@@ -10,7 +10,7 @@ use aimesh_actors::ids::{AgentId, NetworkId, TaskId};
 use aimesh_actors::types::{MemoryKind, MemoryQuery};
 
 use super::AppState;
-use super::dto::AddMemory;
+use super::dto::{AddMemory, CreateSession};
 use super::error::ApiError;
 use super::extract::{JsonBody, QueryMap, path_id};
 
@@ -21,12 +21,48 @@ pub async fn add(
     JsonBody(body): JsonBody<AddMemory>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id: NetworkId = path_id("network", &network)?;
-    let item = body.validate(id, &s.limits)?;
+    let session = match body.session_id() {
+        Some(sid) => s.node.session(id, sid).await?,
+        None => None,
+    };
+    let item = body.validate(id, &s.limits, session.as_ref())?;
     let item = s.node.add_memory(item).await?;
     Ok((StatusCode::CREATED, Json(item)))
 }
 
-/// `GET /networks/{network_id}/memory?type=&agent_id=&task_id=&session_id=&limit=&offset=`.
+/// `POST /networks/{network_id}/sessions`.
+pub async fn create_session(
+    State(s): State<AppState>,
+    Path(network): Path<String>,
+    JsonBody(body): JsonBody<CreateSession>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id: NetworkId = path_id("network", &network)?;
+    let session = s.node.create_session(body.validate(id)?).await?;
+    Ok((StatusCode::CREATED, Json(session)))
+}
+
+/// `GET /networks/{network_id}/sessions`: sessions that have not expired.
+pub async fn sessions(
+    State(s): State<AppState>,
+    Path(network): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id: NetworkId = path_id("network", &network)?;
+    let sessions = s.node.sessions(id).await?;
+    Ok(Json(json!({"total": sessions.len(), "sessions": sessions})))
+}
+
+/// `DELETE /networks/{network_id}/sessions/{session_id}`: the session and its items.
+pub async fn delete_session(
+    State(s): State<AppState>,
+    Path((network, session)): Path<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id: NetworkId = path_id("network", &network)?;
+    let removed = s.node.delete_session(id, &session).await?;
+    Ok(Json(json!({"session_id": session, "deleted": true, "items_removed": removed})))
+}
+
+/// `GET /networks/{network_id}/memory?type=&agent_id=&task_id=&session_id=&limit=&offset=`, or
+/// with `query=` (and `k=`) the items most similar to the query, best first, with scores.
 pub async fn list(
     State(s): State<AppState>,
     Path(network): Path<String>,
@@ -72,14 +108,48 @@ pub async fn list(
                 .map_err(|_| ApiError::query("task_id", format!("{t:?} is not a task id")))
         })
         .transpose()?;
+    let search = query.get("query").map(str::trim);
+    if search.is_none() && query.get("k").is_some() {
+        return Err(ApiError::query("k", "`k` goes with `query`"));
+    }
     let q = MemoryQuery {
         kinds,
         agent_id,
         task_id,
         session_id: query.get("session_id").map(str::to_owned),
-        limit: query.int("limit", 50, 1..=500)? as usize,
+        limit: if search.is_some() {
+            query.int("k", 10, 1..=100)? as usize
+        } else {
+            query.int("limit", 50, 1..=500)? as usize
+        },
         offset: query.int("offset", 0, 0..=u64::from(u32::MAX))? as usize,
     };
+    if let Some(text) = search {
+        if text.is_empty() || text.chars().count() > 2000 {
+            return Err(ApiError::query("query", "`query` must be 1 to 2000 characters"));
+        }
+        if query.get("offset").is_some() || query.get("limit").is_some() {
+            return Err(ApiError::query(
+                if query.get("offset").is_some() { "offset" } else { "limit" },
+                "a search takes `k`, not `limit` or `offset`",
+            ));
+        }
+        let hits = s.node.search_memory(id, text, &q).await?;
+        let items: Vec<serde_json::Value> = hits
+            .into_iter()
+            .map(|(item, score)| {
+                let mut v = serde_json::to_value(item).unwrap_or_default();
+                v["score"] = json!(score);
+                v
+            })
+            .collect();
+        return Ok(Json(json!({
+            "query": text,
+            "k": q.limit,
+            "embedder": s.node.embedder_name(),
+            "items": items,
+        })));
+    }
     let page = s.node.memory(id, &q).await?;
     Ok(Json(json!({
         "items": page.items,

@@ -39,6 +39,10 @@ pub struct CallStats {
     pub by_format_model: BTreeMap<Format, BTreeMap<String, u64>>,
     /// Faults applied, by `kind`; every kind is present.
     pub faults_by_kind: BTreeMap<String, u64>,
+    /// Requests by their `x-aimesh-idempotency-key` header (the calls aimesh makes for
+    /// subtasks carry one), so a test can tell whether a call was repeated.
+    #[serde(default)]
+    pub by_idempotency_key: BTreeMap<String, u64>,
     /// The last [`RECENT_CAPACITY`] requests, oldest first.
     pub recent: Vec<RecordedCall>,
 }
@@ -92,6 +96,7 @@ pub(crate) struct Stats {
     by_format: [AtomicU64; 4],
     by_model: DashMap<Box<str>, [AtomicU64; 4]>,
     by_kind: [AtomicU64; Fault::KINDS.len()],
+    by_key: DashMap<Box<str>, AtomicU64>,
     /// A ring of [`RECENT_CAPACITY`] slots; request `seq` goes to slot
     /// `seq % RECENT_CAPACITY`, each slot with its own short-held lock.
     recent: Box<[Mutex<Option<Recent>>]>,
@@ -108,6 +113,7 @@ impl Default for Stats {
             by_format: Default::default(),
             by_model: DashMap::new(),
             by_kind: Default::default(),
+            by_key: DashMap::new(),
             recent: (0..RECENT_CAPACITY).map(|_| Mutex::new(None)).collect(),
         }
     }
@@ -120,6 +126,23 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Stats {
+    /// Counts a request's idempotency key.
+    pub(crate) fn keyed(&self, key: Option<&str>) {
+        if let Some(key) = key {
+            match self.by_key.get(key) {
+                Some(n) => {
+                    n.fetch_add(1, Ordering::Relaxed);
+                }
+                None => {
+                    self.by_key
+                        .entry(key.into())
+                        .or_default()
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
     /// Counts one arriving request.
     pub(crate) fn record(
         &self,
@@ -186,6 +209,7 @@ impl Stats {
             counter.store(0, Ordering::Relaxed);
         }
         self.by_model.clear();
+        self.by_key.clear();
         for slot in &self.recent {
             *lock(slot) = None;
         }
@@ -210,6 +234,11 @@ impl Stats {
             stats
                 .faults_by_kind
                 .insert((*kind).to_owned(), load(counter));
+        }
+        for entry in &self.by_key {
+            stats
+                .by_idempotency_key
+                .insert(entry.key().to_string(), load(entry.value()));
         }
         for entry in &self.by_model {
             let mut model_total = 0;

@@ -172,6 +172,12 @@ pub(crate) async fn handle<P: Wire>(provider: FakeProvider, request: Request) ->
     inner
         .stats
         .record(P::FORMAT, model, stream, P::api_key(&parts), &bytes);
+    inner.stats.keyed(
+        parts
+            .headers
+            .get("x-aimesh-idempotency-key")
+            .and_then(|v| v.to_str().ok()),
+    );
     if !inner.options.latency.is_zero() {
         inner.pause(inner.options.latency).await;
     }

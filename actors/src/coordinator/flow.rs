@@ -13,14 +13,12 @@ use super::{AgentHandle, CoordinatorError, CoordinatorMsg, CoordinatorState};
 use crate::agent::AgentMsg;
 use crate::behavior::Assignment;
 use crate::gateway::offline::compose::summary_of;
-use crate::gateway::{GatewayMsg, ModelError, ModelRequest, ModelResponse};
+use crate::gateway::{ModelError, ModelRequest, ModelResponse};
 use crate::ids::{AgentId, MemoryId, NetworkId, SubtaskId, TaskId};
 use crate::memory::MemoryClient;
-use crate::names::lookup;
 use crate::owned::OwnedTask;
 use crate::planner::{self, Candidate};
 use crate::prompt::{self, Output, TaskBrief};
-use crate::rpc::ask;
 use crate::stats::AgentStatus;
 use crate::store::StoreError;
 use crate::types::{
@@ -31,7 +29,16 @@ use crate::types::{
 type Me = ActorRef<CoordinatorMsg>;
 
 impl CoordinatorState {
-    async fn journal(&self, task: TaskId, event: TaskEvent) -> Result<TaskStatus, StoreError> {
+    /// Journals an event without waiting for it to be durable: the store keeps a task's events
+    /// in order, so a crash leaves a prefix of its journal, which recovery resumes from. (A
+    /// failed commit is logged by the store; the writes after it fail too.)
+    async fn journal(&self, task: TaskId, event: TaskEvent) -> Result<(), StoreError> {
+        drop(self.args.store.append(self.args.network, task, event));
+        Ok(())
+    }
+
+    /// Journals an event and waits until it is durable.
+    async fn journal_durable(&self, task: TaskId, event: TaskEvent) -> Result<TaskStatus, StoreError> {
         self.args.store.append(self.args.network, task, event).await
     }
 
@@ -120,8 +127,9 @@ impl CoordinatorState {
                 let memory = self.args.memory.clone();
                 let network = self.args.network;
                 let me = myself.clone();
+                let text = live.brief.task.clone();
                 live.prep = Some(OwnedTask::spawn(async move {
-                    let lines = read_memory(&memory, network).await;
+                    let lines = read_memory(&memory, network, &text).await;
                     let _ = me.cast(CoordinatorMsg::Briefed(task, lines));
                 }));
             } else {
@@ -502,6 +510,7 @@ impl CoordinatorState {
         let network = self.args.network;
         let timeout = self.args.model_timeout;
         let gateway = self.args.names.gateway();
+        let store = self.args.store.clone();
         let Some(live) = self.live.get_mut(&task) else {
             return Ok(());
         };
@@ -534,15 +543,9 @@ impl CoordinatorState {
                 stop: Vec::new(),
                 timeout,
                 cache: true,
+                idempotency_key: Some(format!("{task}.synthesis")),
             };
-            let result = match lookup::<GatewayMsg>(&gateway) {
-                Some(gw) => ask(&gw, timeout * 2, |r| {
-                    GatewayMsg::Complete(Box::new(request), r)
-                })
-                .await
-                .unwrap_or_else(|e| Err(ModelError::GatewayUnavailable(e.to_string()))),
-                None => Err(ModelError::GatewayUnavailable("not running".into())),
-            };
+            let result = crate::gateway::call(&store, &gateway, request, timeout * 2).await;
             let _ = me.cast(CoordinatorMsg::Synthesized(task, result));
         }));
         Ok(())
@@ -629,7 +632,8 @@ impl CoordinatorState {
                 let _ = a.actor.cast(AgentMsg::CancelTask(task));
             }
         }
-        self.journal(
+        let durable = self.args.store.append(
+            self.args.network,
             task,
             TaskEvent::Finished {
                 status,
@@ -637,10 +641,17 @@ impl CoordinatorState {
                 result,
                 error,
             },
-        )
-        .await?;
+        );
         self.args.admission.release(self.args.network);
-        self.args.watch.finished(task, status);
+        // Whoever waits for the task hears of its end once the end is durable.
+        let watch = self.args.watch.clone();
+        self.finalizers.spawn(async move {
+            match durable.await {
+                Ok(_) => watch.finished(task, status),
+                Err(e) => tracing::error!(%task, error = %e, "the task's end was not journaled"),
+            }
+        });
+        while self.finalizers.try_join_next().is_some() {}
         if status == TaskStatus::Completed {
             self.args.stats.handled();
         } else {
@@ -681,7 +692,7 @@ impl CoordinatorState {
         match record.status {
             TaskStatus::Cancelled => Ok(TaskStatus::Cancelled),
             TaskStatus::Queued | TaskStatus::Processing => {
-                self.journal(
+                self.journal_durable(
                     task,
                     TaskEvent::Finished {
                         status: TaskStatus::Cancelled,
@@ -798,18 +809,24 @@ impl CoordinatorState {
     }
 }
 
-/// The network's recent facts, context and feedback, as prompt lines.
-async fn read_memory(memory: &MemoryClient, network: NetworkId) -> Vec<String> {
+/// The network's shared memory most relevant to the task, as prompt lines: user knowledge
+/// (facts, context, feedback) and earlier decisions, by semantic search on the task text.
+async fn read_memory(memory: &MemoryClient, network: NetworkId, task: &str) -> Vec<String> {
     let query = MemoryQuery {
-        kinds: vec![MemoryKind::Fact, MemoryKind::Context, MemoryKind::Feedback],
+        kinds: vec![
+            MemoryKind::Fact,
+            MemoryKind::Context,
+            MemoryKind::Feedback,
+            MemoryKind::Decision,
+        ],
         limit: 6,
         ..MemoryQuery::default()
     };
-    match memory.query(network, &query).await {
-        Ok(page) => page
-            .items
+    match memory.relevant(network, task, &query).await {
+        Ok(hits) => hits
             .iter()
-            .map(|i| {
+            .filter(|(_, score)| *score > 0.05)
+            .map(|(i, _)| {
                 let text: String = i.content_text().chars().take(300).collect();
                 format!("[{}] {text}", i.kind.as_str())
             })

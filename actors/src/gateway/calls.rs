@@ -103,6 +103,7 @@ impl GatewayState {
             temperature: choice.temperature,
             attempts: Vec::new(),
             cached: false,
+            replayed: false,
         };
         let cache_key =
             (request.cache && self.cache.enabled()).then(|| cache::key(&chain.name, &request));
@@ -369,6 +370,7 @@ impl GatewayState {
                 request,
                 sink: call.sink.clone(),
                 timeout,
+                idempotency_key: call.request.idempotency_key.clone(),
             })))
             .is_ok()
         });
@@ -507,6 +509,20 @@ impl GatewayState {
                         },
                         now,
                     );
+                }
+                if let Some(key) = &call.request.idempotency_key {
+                    // Kept without waiting: the caller's own journal write comes after this one.
+                    drop(self.store.put_response(
+                        key,
+                        &crate::store::StoredResponse {
+                            text: c.text.clone(),
+                            model: model.clone(),
+                            provider: link.provider.clone(),
+                            usage,
+                            finish_reason: c.finish_reason.clone(),
+                            at: crate::types::now(),
+                        },
+                    ));
                 }
                 let route = std::mem::take(&mut call.route);
                 self.finish(

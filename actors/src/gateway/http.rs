@@ -101,10 +101,17 @@ impl HttpClient {
         Ok(url)
     }
 
-    async fn send(&self, request: &ProviderRequest) -> Result<reqwest::Response, ModelError> {
+    async fn send(
+        &self,
+        request: &ProviderRequest,
+        key: Option<&str>,
+    ) -> Result<reqwest::Response, ModelError> {
         let call = self.wire.build(&self.endpoint, request);
         let url = self.url(&call.url)?;
         let mut builder = self.client.post(url).body(call.body);
+        if let Some(key) = key {
+            builder = builder.header("x-aimesh-idempotency-key", key);
+        }
         for (k, v) in &call.headers {
             builder = builder.header(k, v);
         }
@@ -135,8 +142,12 @@ impl HttpClient {
     }
 
     /// Sends a call and reads the whole answer (any status).
-    pub async fn complete(&self, request: &ProviderRequest) -> Result<RawAnswer, ModelError> {
-        let response = self.send(request).await?;
+    pub async fn complete(
+        &self,
+        request: &ProviderRequest,
+        key: Option<&str>,
+    ) -> Result<RawAnswer, ModelError> {
+        let response = self.send(request, key).await?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = self.read_body(response).await?;
@@ -151,9 +162,10 @@ impl HttpClient {
     pub async fn stream(
         &self,
         request: &ProviderRequest,
+        key: Option<&str>,
         sink: &DeltaSink,
     ) -> Result<Completion, ModelError> {
-        let mut response = self.send(request).await?;
+        let mut response = self.send(request, key).await?;
         let status = response.status().as_u16();
         if !(200..300).contains(&status) {
             let headers = response.headers().clone();

@@ -64,6 +64,31 @@ pub struct ModelRequest {
     pub timeout: Duration,
     /// Whether the response cache may answer.
     pub cache: bool,
+    /// The call's idempotency key (a subtask's id): its answer is kept under it, so a
+    /// redelivered call is answered from the journal instead of being paid again.
+    pub idempotency_key: Option<String>,
+}
+
+impl ModelResponse {
+    /// A kept answer replayed for a redelivered call: what it said, at no new cost.
+    pub fn replayed(kept: crate::store::StoredResponse, requested: &str) -> Self {
+        Self {
+            text: kept.text,
+            model: kept.model,
+            provider: kept.provider,
+            usage: Usage {
+                cost_usd: Default::default(),
+                ..kept.usage
+            },
+            finish_reason: kept.finish_reason,
+            route: Route {
+                requested: requested.to_owned(),
+                chain: requested.to_owned(),
+                replayed: true,
+                ..Route::default()
+            },
+        }
+    }
 }
 
 impl ModelRequest {
@@ -82,6 +107,7 @@ impl ModelRequest {
             agent_kind: None,
             timeout: Duration::from_secs(120),
             cache: true,
+            idempotency_key: None,
         }
     }
 }
@@ -113,6 +139,9 @@ pub struct Route {
     pub attempts: Vec<Attempt>,
     /// Answered from the response cache.
     pub cached: bool,
+    /// Answered from the journal of kept answers (a redelivered call; not paid again).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replayed: bool,
 }
 
 /// A model's answer.

@@ -42,6 +42,8 @@ pub struct UpstreamCall {
     pub sink: Option<DeltaSink>,
     /// Time limit for this attempt.
     pub timeout: Duration,
+    /// Sent to the provider as `x-aimesh-idempotency-key`.
+    pub idempotency_key: Option<String>,
 }
 
 /// What a call's I/O produced.
@@ -147,6 +149,7 @@ impl UpstreamState {
             request,
             sink,
             timeout,
+            idempotency_key,
         } = call;
         let me = myself.clone();
         let name = self.name.clone();
@@ -155,9 +158,10 @@ impl UpstreamState {
                 let client = client.clone();
                 OwnedTask::spawn(async move {
                     let io = async {
+                        let key = idempotency_key.as_deref();
                         match &sink {
-                            Some(sink) => client.stream(&request, sink).await.map(Io::Done),
-                            None => client.complete(&request).await.map(Io::Raw),
+                            Some(sink) => client.stream(&request, key, sink).await.map(Io::Done),
+                            None => client.complete(&request, key).await.map(Io::Raw),
                         }
                     };
                     let result = tokio::time::timeout(timeout, io).await.unwrap_or(Err(
