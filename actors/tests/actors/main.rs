@@ -6,6 +6,7 @@
 
 mod flow;
 mod gateway;
+mod memory;
 mod priority;
 mod supervision;
 mod support;

@@ -1,0 +1,172 @@
+//! Shared memory on every backend: TTLs, sessions and retention enforced by the janitor (run
+//! as of a chosen time, so no test waits), and search relevance on a small labelled set.
+
+use std::sync::Arc;
+
+use aimesh_actors::Node;
+use aimesh_actors::ids::{MemoryId, NetworkId};
+use aimesh_actors::node::NewNetwork;
+use aimesh_actors::store::{EmbeddedStore, InMemoryStore, Store};
+use aimesh_actors::types::{MemoryItem, MemoryKind, MemoryQuery, Retention, Session, now};
+use serde_json::Value;
+
+use crate::support::options;
+
+fn backends(dir: &std::path::Path) -> Vec<(&'static str, Arc<dyn Store>)> {
+    vec![
+        ("memory", Arc::new(InMemoryStore::new())),
+        (
+            "embedded",
+            Arc::new(EmbeddedStore::open(&dir.join("memory-test.redb"), 1024).unwrap()),
+        ),
+    ]
+}
+
+async fn node_on(store: Arc<dyn Store>) -> Node {
+    let mut opts = options();
+    opts.store = store;
+    opts.sweep_interval = None;
+    Node::start(opts).await.unwrap()
+}
+
+async fn network(node: &Node, retention: Option<Retention>) -> NetworkId {
+    node.create_network(NewNetwork {
+        name: "memory".into(),
+        description: String::new(),
+        max_iterations: 1,
+        timeout_seconds: 30,
+        agents: Some(vec![crate::support::coordinator()]),
+        budget_usd: None,
+        retention,
+    })
+    .await
+    .unwrap()
+    .record
+    .network_id
+}
+
+fn item(net: NetworkId, kind: MemoryKind, text: &str) -> MemoryItem {
+    let at = now();
+    MemoryItem {
+        memory_id: MemoryId::new(),
+        network_id: net,
+        kind,
+        content: Value::String(text.into()),
+        metadata: Default::default(),
+        agent_id: None,
+        task_id: None,
+        session_id: None,
+        created_at: at,
+        updated_at: at,
+        expires_at: None,
+    }
+}
+
+async fn all(node: &Node, net: NetworkId) -> Vec<String> {
+    node.memory(net, &MemoryQuery { limit: 500, ..Default::default() })
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|i| i.content_text())
+        .collect()
+}
+
+#[tokio::test]
+async fn ttls_sessions_and_retention_are_enforced_on_every_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, store) in backends(dir.path()) {
+        let node = node_on(store.clone()).await;
+        let t0 = now();
+        let net = network(&node, Some(Retention { max_age_seconds: Some(7200), max_items: Some(3) })).await;
+        let plain = network(&node, None).await;
+        // Five facts in a network that keeps three.
+        node.add_memory(item(net, MemoryKind::Fact, "oldest fact")).await.unwrap();
+        node.add_memory(item(net, MemoryKind::Fact, "older fact")).await.unwrap();
+        for i in 0..3 {
+            node.add_memory(item(net, MemoryKind::Fact, &format!("kept fact {i}"))).await.unwrap();
+        }
+        for i in 0..5 {
+            node.add_memory(item(plain, MemoryKind::Fact, &format!("plain {i}"))).await.unwrap();
+        }
+        // Now: max_items = 3 keeps the three newest; nothing has expired.
+        node.sweep(t0).await.unwrap();
+        assert_eq!(all(&node, net).await, ["kept fact 2", "kept fact 1", "kept fact 0"], "{backend}");
+        // In a network with an age limit only, watch a session's item and a TTL'd item expire.
+        let capless = network(&node, Some(Retention { max_age_seconds: Some(7200), max_items: None })).await;
+        let mut in_session = item(capless, MemoryKind::Context, "said in the chat");
+        in_session.session_id = Some("chat-1".into());
+        in_session.expires_at = Some(t0 + time::Duration::minutes(10));
+        let mut short = item(capless, MemoryKind::Fact, "short-lived fact");
+        short.expires_at = Some(t0 + time::Duration::minutes(30));
+        node.create_session(Session {
+            session_id: "chat-1".into(),
+            network_id: capless,
+            metadata: Default::default(),
+            created_at: t0,
+            expires_at: Some(t0 + time::Duration::minutes(10)),
+        })
+        .await
+        .unwrap();
+        node.add_memory(in_session).await.unwrap();
+        node.add_memory(short).await.unwrap();
+        node.add_memory(item(capless, MemoryKind::Fact, "lasting fact")).await.unwrap();
+        // Eleven minutes on: the session and its item are gone.
+        let swept = node.sweep(t0 + time::Duration::minutes(11)).await.unwrap();
+        assert!(swept.sessions >= 1, "{backend}: {swept:?}");
+        assert_eq!(all(&node, capless).await, ["lasting fact", "short-lived fact"], "{backend}");
+        assert!(node.sessions(capless).await.unwrap().is_empty());
+        // Thirty-one minutes on: the item's own TTL.
+        node.sweep(t0 + time::Duration::minutes(31)).await.unwrap();
+        assert_eq!(all(&node, capless).await, ["lasting fact"], "{backend}");
+        // Three hours on: the network's two-hour retention age; the network without
+        // retention keeps everything.
+        node.sweep(t0 + time::Duration::hours(3)).await.unwrap();
+        assert!(all(&node, capless).await.is_empty(), "{backend}");
+        assert!(all(&node, net).await.is_empty(), "{backend}");
+        assert_eq!(all(&node, plain).await.len(), 5, "{backend}");
+        // What the sweep removed is gone from the store too: a restarted node agrees.
+        node.shutdown().await;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let again = node_on(store.clone()).await;
+        assert!(all(&again, net).await.is_empty(), "{backend} after restart");
+        assert_eq!(all(&again, plain).await.len(), 5, "{backend} after restart");
+        again.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn search_ranks_the_related_item_first_on_every_backend() {
+    let labelled = [
+        ("Invoices are emailed on the first business day of every month.", "when are invoices sent out"),
+        ("Our brand voice is friendly, direct and never uses jargon.", "what voice should our copy have"),
+        ("Production deploys happen on Tuesdays after the canary passes.", "which day do deploys to production happen"),
+        ("The Pro plan costs 49 dollars per seat per month.", "price of a Pro seat"),
+        ("New customers get a 14-day free trial without a credit card.", "is there a free trial for new customers"),
+        ("Customer data is encrypted at rest with AES-256.", "how is stored data encrypted"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, store) in backends(dir.path()) {
+        let node = node_on(store).await;
+        let net = network(&node, None).await;
+        for (fact, _) in labelled {
+            node.add_memory(item(net, MemoryKind::Fact, fact)).await.unwrap();
+        }
+        node.add_memory(item(net, MemoryKind::Decision, "We decided the brand voice stays direct."))
+            .await
+            .unwrap();
+        let mut first = 0;
+        for (fact, query) in labelled {
+            let hits = node
+                .search_memory(net, query, &MemoryQuery { kinds: vec![MemoryKind::Fact], limit: 3, ..Default::default() })
+                .await
+                .unwrap();
+            assert!(hits.iter().all(|(i, _)| i.kind == MemoryKind::Fact));
+            let rank = hits.iter().position(|(i, _)| i.content_text() == fact);
+            assert!(rank.is_some(), "{backend}: {query:?} → {hits:?}");
+            first += usize::from(rank == Some(0));
+        }
+        assert!(first >= 5, "{backend}: only {first} of 6 ranked first");
+        node.shutdown().await;
+    }
+}
