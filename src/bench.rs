@@ -3,10 +3,13 @@
 //! - [`foundation`]: agent spawn cost and memory, tasks per second in process and over HTTP.
 //! - [`gateway`]: the latency the model gateway adds in front of a fast upstream, and its
 //!   throughput, with an open-loop load generator ([`load`]).
+//! - [`storage`]: durable writes and reads, search latency, submit-to-durable latency, beside
+//!   redis-server.
 
 pub mod foundation;
 pub mod gateway;
 mod load;
+pub mod storage;
 
 use clap::Subcommand;
 
@@ -17,6 +20,8 @@ pub enum Suite {
     Foundation(foundation::FoundationArgs),
     /// Latency added by the gateway's OpenAI-compatible endpoint, and its throughput.
     Gateway(gateway::GatewayArgs),
+    /// Durable memory writes and reads, search latency, submit-to-durable latency, beside redis.
+    Storage(storage::StorageArgs),
 }
 
 /// Runs a suite (the foundation suite by default).
@@ -33,5 +38,6 @@ pub async fn run(suite: Option<Suite>) -> anyhow::Result<()> {
         }
         Some(Suite::Foundation(args)) => foundation::run(args).await,
         Some(Suite::Gateway(args)) => gateway::run(args).await,
+        Some(Suite::Storage(args)) => storage::run(args).await,
     }
 }

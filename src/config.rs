@@ -400,7 +400,11 @@ fn validate(
         (Some("embedded") | None, _) => {
             let dir = PathBuf::from(data_dir.unwrap_or_else(|| "data".into()));
             StorageKind::Embedded {
-                dir: if dir.is_absolute() { dir } else { base_dir.join(dir) },
+                dir: if dir.is_absolute() {
+                    dir
+                } else {
+                    base_dir.join(dir)
+                },
             }
         }
         (Some(other), _) => {
@@ -441,14 +445,34 @@ fn validate(
             )?),
             retention: aimesh_actors::types::Retention {
                 max_age_seconds: max_age_seconds
-                    .map(|v| ranged(path, "memory.max_age_seconds", Some(v), 0, 1..=u64::from(u32::MAX)))
+                    .map(|v| {
+                        ranged(
+                            path,
+                            "memory.max_age_seconds",
+                            Some(v),
+                            0,
+                            1..=u64::from(u32::MAX),
+                        )
+                    })
                     .transpose()?,
                 max_items: max_items
                     .map(|v| ranged(path, "memory.max_items", Some(v), 0, 1..=1_000_000_000))
                     .transpose()?,
             },
-            embedding_dims: to_usize(ranged(path, "memory.embedding_dims", embedding_dims, 512, 16..=8192)?),
-            ann_threshold: to_usize(ranged(path, "memory.ann_threshold", ann_threshold, 20_000, 1..=100_000_000)?),
+            embedding_dims: to_usize(ranged(
+                path,
+                "memory.embedding_dims",
+                embedding_dims,
+                512,
+                16..=8192,
+            )?),
+            ann_threshold: to_usize(ranged(
+                path,
+                "memory.ann_threshold",
+                ann_threshold,
+                20_000,
+                1..=100_000_000,
+            )?),
         },
         storage: StorageConfig {
             kind,
@@ -485,7 +509,12 @@ mod tests {
         let c = parse("[[node]]\nname = \"n1\"\napi = \"127.0.0.1:9000\"\n").unwrap();
         assert_eq!(c.limits, Limits::default());
         assert_eq!(c.memory.shards, 4);
-        assert_eq!(c.storage.kind, StorageKind::Embedded { dir: PathBuf::from("data") });
+        assert_eq!(
+            c.storage.kind,
+            StorageKind::Embedded {
+                dir: PathBuf::from("data")
+            }
+        );
         assert_eq!(c.aging, Duration::from_secs(5));
     }
 

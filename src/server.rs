@@ -8,8 +8,8 @@ use anyhow::Context;
 use axum::Router;
 use axum::serve::ListenerExt;
 
-use aimesh_actors::settings::Settings;
 use aimesh_actors::search::HashingEmbedder;
+use aimesh_actors::settings::Settings;
 use aimesh_actors::store::{EmbeddedStore, InMemoryStore, Store};
 use aimesh_actors::{Node, NodeOptions};
 
@@ -25,10 +25,13 @@ pub async fn open_store(config: &Config, name: &str) -> anyhow::Result<Arc<dyn S
             let path = dir.join(format!("{name}.redb"));
             Arc::new(EmbeddedStore::open(&path, compress)?)
         }
-        StorageKind::Postgres { url } => {
-            anyhow::bail!("PENDING-POSTGRES {url} {compress}")
-        }
+        StorageKind::Postgres { url } => open_postgres(url, compress).await?,
     })
+}
+
+/// Connects to PostgreSQL.
+pub async fn open_postgres(url: &str, compress: usize) -> anyhow::Result<Arc<dyn Store>> {
+    anyhow::bail!("PENDING-POSTGRES {url} {compress}")
 }
 
 /// The node options `config` describes for node `name`, over `store`.

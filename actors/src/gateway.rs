@@ -74,7 +74,9 @@ pub async fn call(
         match store.response(key).await {
             Ok(Some(kept)) => return Ok(ModelResponse::replayed(kept, &request.model)),
             Ok(None) => {}
-            Err(e) => tracing::warn!(%key, error = %e, "kept answers unreadable; calling the model"),
+            Err(e) => {
+                tracing::warn!(%key, error = %e, "kept answers unreadable; calling the model")
+            }
         }
     }
     match crate::names::lookup::<GatewayMsg>(gateway) {

@@ -35,7 +35,11 @@ pub async fn sweep(
     let mut retention = HashMap::new();
     for n in &networks {
         retention.insert(n.network_id, n.retention.unwrap_or(default));
-        for s in store.sessions(n.network_id).await.map_err(|e| e.to_string())? {
+        for s in store
+            .sessions(n.network_id)
+            .await
+            .map_err(|e| e.to_string())?
+        {
             if s.expires_at.is_some_and(|e| e <= now) {
                 memory
                     .drop_session(n.network_id, &s.session_id)

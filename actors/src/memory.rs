@@ -245,14 +245,20 @@ impl MemoryClient {
     }
 
     /// Removes a session's items from every shard.
-    pub async fn drop_session(&self, network: NetworkId, session: &str) -> Result<usize, MemoryError> {
+    pub async fn drop_session(
+        &self,
+        network: NetworkId,
+        session: &str,
+    ) -> Result<usize, MemoryError> {
         let mut removed = 0;
         for shard in 0..self.shards {
             let actor = self.shard_ref(shard)?;
             let s = session.to_owned();
-            removed += ask(&actor, self.timeout, |r| ShardMsg::DropSession(network, s, r))
-                .await
-                .map_err(|cause| MemoryError::ShardUnavailable { shard, cause })?;
+            removed += ask(&actor, self.timeout, |r| {
+                ShardMsg::DropSession(network, s, r)
+            })
+            .await
+            .map_err(|cause| MemoryError::ShardUnavailable { shard, cause })?;
         }
         Ok(removed)
     }

@@ -21,11 +21,19 @@ use crate::types::{MemoryItem, MemoryKind, MemoryQuery, Retention, Timestamp};
 #[derive(RactorMessage)]
 pub enum ShardMsg {
     /// Store an item; the reply (if asked for) comes once it is durable.
-    Put(Box<MemoryItem>, Option<RpcReplyPort<Result<(), StoreError>>>),
+    Put(
+        Box<MemoryItem>,
+        Option<RpcReplyPort<Result<(), StoreError>>>,
+    ),
     /// The first `offset + limit` matching items of a network, newest first, and the count.
     Query(NetworkId, MemoryQuery, RpcReplyPort<ShardPage>),
     /// The `k` items most similar to a query vector, best first, among those matching filters.
-    Search(NetworkId, Arc<Vec<f32>>, MemoryQuery, RpcReplyPort<Vec<(MemoryItem, f32)>>),
+    Search(
+        NetworkId,
+        Arc<Vec<f32>>,
+        MemoryQuery,
+        RpcReplyPort<Vec<(MemoryItem, f32)>>,
+    ),
     /// Remove expired items and items past their network's retention age, as of `now`.
     Sweep {
         /// The time to sweep as of.
@@ -439,7 +447,9 @@ mod tests {
         // Newest first among facts (n % 3 == 0) and feedback (n % 3 == 2): 29, 27, 26, 24, 23...
         assert_eq!(
             got,
-            ["item 29", "item 27", "item 26", "item 24", "item 23", "item 21", "item 20"]
+            [
+                "item 29", "item 27", "item 26", "item 24", "item 23", "item 21", "item 20"
+            ]
         );
         let by_agent = s.query(
             net,
@@ -476,15 +486,33 @@ mod tests {
         // Nothing is due yet.
         assert!(s.expired(t0, &retention, Retention::default()).is_empty());
         // Eleven minutes on, the TTL has run out.
-        let gone = s.expired(t0 + time::Duration::minutes(11), &retention, Retention::default());
+        let gone = s.expired(
+            t0 + time::Duration::minutes(11),
+            &retention,
+            Retention::default(),
+        );
         assert_eq!(gone, vec![ttl.memory_id]);
         assert_eq!(s.remove(gone), 1);
         // Two hours on, the network's retention takes the old item; the other network keeps its.
-        let gone = s.expired(t0 + time::Duration::hours(2), &retention, Retention::default());
+        let gone = s.expired(
+            t0 + time::Duration::hours(2),
+            &retention,
+            Retention::default(),
+        );
         assert_eq!(gone, vec![old.memory_id]);
         s.remove(gone);
         assert_eq!(s.count, 1);
-        assert_eq!(s.query(other, &MemoryQuery { limit: 10, ..Default::default() }).total, 1);
+        assert_eq!(
+            s.query(
+                other,
+                &MemoryQuery {
+                    limit: 10,
+                    ..Default::default()
+                }
+            )
+            .total,
+            1
+        );
     }
 
     #[tokio::test]
@@ -492,9 +520,18 @@ mod tests {
         let net = NetworkId::new();
         let mut s = state();
         let texts = [
-            (MemoryKind::Fact, "Invoices are sent on the first business day of each month"),
-            (MemoryKind::Fact, "The brand voice is friendly, direct and free of jargon"),
-            (MemoryKind::Decision, "Deployments happen on Tuesdays after the canary passes"),
+            (
+                MemoryKind::Fact,
+                "Invoices are sent on the first business day of each month",
+            ),
+            (
+                MemoryKind::Fact,
+                "The brand voice is friendly, direct and free of jargon",
+            ),
+            (
+                MemoryKind::Decision,
+                "Deployments happen on Tuesdays after the canary passes",
+            ),
         ];
         for (kind, text) in texts {
             let mut i = item(net, kind, 0, None);

@@ -15,7 +15,6 @@ use crate::behavior::Behaviors;
 use crate::coordinator::{CoordinatorError, CoordinatorMsg};
 use crate::gateway::ledger::{Ledger, Spend};
 use crate::gateway::sink::DeltaSink;
-use crate::search::{Embedder, HashingEmbedder};
 use crate::gateway::{
     GatewayConfig, GatewayMsg, GatewayStatus, ModelError, ModelRequest, ModelResponse, Provider,
 };
@@ -25,6 +24,7 @@ use crate::names::{Names, lookup};
 use crate::network_supervisor::{AgentView, NetworkError, NetworkMsg};
 use crate::node_supervisor::{NetworkStatus, NodeArgs, NodeMsg, NodeSupervisor};
 use crate::rpc::{CallError, ask};
+use crate::search::{Embedder, HashingEmbedder};
 use crate::settings::Settings;
 use crate::store::{Store, StoreError};
 use crate::types::{
@@ -744,7 +744,11 @@ impl Node {
     }
 
     /// A session, if it exists and has not expired.
-    pub async fn session(&self, network: NetworkId, id: &str) -> Result<Option<Session>, NodeError> {
+    pub async fn session(
+        &self,
+        network: NetworkId,
+        id: &str,
+    ) -> Result<Option<Session>, NodeError> {
         Ok(self
             .sessions(network)
             .await?
@@ -766,12 +770,17 @@ impl Node {
 
     /// One janitor pass as of `at` (the node runs one every sweep interval by itself).
     pub async fn sweep(&self, at: Timestamp) -> Result<crate::janitor::Swept, NodeError> {
-        crate::janitor::sweep(&self.inner.store, &self.inner.memory, self.inner.retention, at)
-            .await
-            .map_err(|message| NodeError::Unavailable {
-                component: "memory",
-                message,
-            })
+        crate::janitor::sweep(
+            &self.inner.store,
+            &self.inner.memory,
+            self.inner.retention,
+            at,
+        )
+        .await
+        .map_err(|message| NodeError::Unavailable {
+            component: "memory",
+            message,
+        })
     }
 
     /// True if `model` names a model or chain the gateway knows.

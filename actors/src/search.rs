@@ -20,7 +20,10 @@ impl Embedder for HashingEmbedder {
     }
     fn embed(&self, text: &str) -> Vec<f32> {
         let mut v = vec![0f32; self.0];
-        for w in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+        for w in text
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+        {
             let mut h: u64 = 0xcbf29ce484222325;
             for b in w.to_lowercase().bytes() {
                 h = (h ^ u64::from(b)).wrapping_mul(0x100000001b3);

@@ -9,8 +9,7 @@ use aimesh_actors::node::{NewNetwork, NewTask};
 use aimesh_actors::priority::Priority;
 use aimesh_actors::types::{
     AgentParameters, AgentSpec, DEFAULT_MODEL, MemoryItem, MemoryKind, Retention, Session, Usd,
-    builtin_capabilities,
-    now,
+    builtin_capabilities, now,
 };
 
 use super::error::ApiError;
@@ -221,7 +220,9 @@ impl CreateNetwork {
                     Ok::<_, ApiError>(Retention {
                         max_age_seconds: r
                             .max_age_seconds
-                            .map(|v| int("retention.max_age_seconds", Some(v), 0, 1, MAX_TTL_SECONDS))
+                            .map(|v| {
+                                int("retention.max_age_seconds", Some(v), 0, 1, MAX_TTL_SECONDS)
+                            })
                             .transpose()?,
                         max_items: r
                             .max_items

@@ -58,7 +58,9 @@ pub async fn delete_session(
 ) -> Result<impl IntoResponse, ApiError> {
     let id: NetworkId = path_id("network", &network)?;
     let removed = s.node.delete_session(id, &session).await?;
-    Ok(Json(json!({"session_id": session, "deleted": true, "items_removed": removed})))
+    Ok(Json(
+        json!({"session_id": session, "deleted": true, "items_removed": removed}),
+    ))
 }
 
 /// `GET /networks/{network_id}/memory?type=&agent_id=&task_id=&session_id=&limit=&offset=`, or
@@ -126,11 +128,18 @@ pub async fn list(
     };
     if let Some(text) = search {
         if text.is_empty() || text.chars().count() > 2000 {
-            return Err(ApiError::query("query", "`query` must be 1 to 2000 characters"));
+            return Err(ApiError::query(
+                "query",
+                "`query` must be 1 to 2000 characters",
+            ));
         }
         if query.get("offset").is_some() || query.get("limit").is_some() {
             return Err(ApiError::query(
-                if query.get("offset").is_some() { "offset" } else { "limit" },
+                if query.get("offset").is_some() {
+                    "offset"
+                } else {
+                    "limit"
+                },
                 "a search takes `k`, not `limit` or `offset`",
             ));
         }

@@ -17,7 +17,13 @@ struct Fake {
 
 fn fake(latency_ms: u64) -> Fake {
     let port = free_port();
-    let proc = spawn(&["fake-provider", "--port", &port.to_string(), "--latency-ms", &latency_ms.to_string()]);
+    let proc = spawn(&[
+        "fake-provider",
+        "--port",
+        &port.to_string(),
+        "--latency-ms",
+        &latency_ms.to_string(),
+    ]);
     eventually(Duration::from_secs(20), "the fake provider", || {
         std::net::TcpStream::connect(("127.0.0.1", port)).ok()
     });
@@ -114,7 +120,12 @@ fn a_node_killed_mid_batch_resumes_every_task_and_repeats_no_finished_call() {
             .map(|id| api.get(&format!("/networks/{net}/tasks/{id}")).1)
             .collect();
         all.iter()
-            .all(|t| matches!(t["status"].as_str(), Some("completed" | "failed" | "cancelled")))
+            .all(|t| {
+                matches!(
+                    t["status"].as_str(),
+                    Some("completed" | "failed" | "cancelled")
+                )
+            })
             .then_some(all)
     });
     for t in &tasks {
@@ -124,16 +135,35 @@ fn a_node_killed_mid_batch_resumes_every_task_and_repeats_no_finished_call() {
         );
     }
     let completed = tasks.iter().filter(|t| t["status"] == "completed").count();
-    assert_eq!(completed, 40, "every accepted task completes after the restart");
+    assert_eq!(
+        completed, 40,
+        "every accepted task completes after the restart"
+    );
     // No call that had finished before the kill was made again.
     let by_key = calls_by_key(&fake);
     for key in &done_before {
-        assert_eq!(by_key[key].as_u64(), Some(1), "{key} was called {} times", by_key[key]);
+        assert_eq!(
+            by_key[key].as_u64(),
+            Some(1),
+            "{key} was called {} times",
+            by_key[key]
+        );
     }
     // And every subtask's result is journaled once: its attempts say redeliveries happened.
-    let total: u64 = by_key.as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
-    let units = tasks.iter().map(|t| t["subtasks"].as_array().unwrap().len() + 1).sum::<usize>() as u64;
-    assert!(total >= units && total <= units + 40, "{total} calls for {units} call units");
+    let total: u64 = by_key
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    let units = tasks
+        .iter()
+        .map(|t| t["subtasks"].as_array().unwrap().len() + 1)
+        .sum::<usize>() as u64;
+    assert!(
+        total >= units && total <= units + 40,
+        "{total} calls for {units} call units"
+    );
 }
 
 #[test]
@@ -195,5 +225,10 @@ fn a_node_killed_mid_burst_keeps_every_acknowledged_memory_write() {
         }
     }
     let lost: Vec<&String> = acked.iter().filter(|id| !stored.contains(*id)).collect();
-    assert!(lost.is_empty(), "{} of {} acknowledged writes lost", lost.len(), acked.len());
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged writes lost",
+        lost.len(),
+        acked.len()
+    );
 }

@@ -38,7 +38,11 @@ impl CoordinatorState {
     }
 
     /// Journals an event and waits until it is durable.
-    async fn journal_durable(&self, task: TaskId, event: TaskEvent) -> Result<TaskStatus, StoreError> {
+    async fn journal_durable(
+        &self,
+        task: TaskId,
+        event: TaskEvent,
+    ) -> Result<TaskStatus, StoreError> {
         self.args.store.append(self.args.network, task, event).await
     }
 

@@ -63,13 +63,19 @@ fn item(net: NetworkId, kind: MemoryKind, text: &str) -> MemoryItem {
 }
 
 async fn all(node: &Node, net: NetworkId) -> Vec<String> {
-    node.memory(net, &MemoryQuery { limit: 500, ..Default::default() })
-        .await
-        .unwrap()
-        .items
-        .iter()
-        .map(|i| i.content_text())
-        .collect()
+    node.memory(
+        net,
+        &MemoryQuery {
+            limit: 500,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+    .items
+    .iter()
+    .map(|i| i.content_text())
+    .collect()
 }
 
 #[tokio::test]
@@ -78,22 +84,48 @@ async fn ttls_sessions_and_retention_are_enforced_on_every_backend() {
     for (backend, store) in backends(dir.path()) {
         let node = node_on(store.clone()).await;
         let t0 = now();
-        let net = network(&node, Some(Retention { max_age_seconds: Some(7200), max_items: Some(3) })).await;
+        let net = network(
+            &node,
+            Some(Retention {
+                max_age_seconds: Some(7200),
+                max_items: Some(3),
+            }),
+        )
+        .await;
         let plain = network(&node, None).await;
         // Five facts in a network that keeps three.
-        node.add_memory(item(net, MemoryKind::Fact, "oldest fact")).await.unwrap();
-        node.add_memory(item(net, MemoryKind::Fact, "older fact")).await.unwrap();
+        node.add_memory(item(net, MemoryKind::Fact, "oldest fact"))
+            .await
+            .unwrap();
+        node.add_memory(item(net, MemoryKind::Fact, "older fact"))
+            .await
+            .unwrap();
         for i in 0..3 {
-            node.add_memory(item(net, MemoryKind::Fact, &format!("kept fact {i}"))).await.unwrap();
+            node.add_memory(item(net, MemoryKind::Fact, &format!("kept fact {i}")))
+                .await
+                .unwrap();
         }
         for i in 0..5 {
-            node.add_memory(item(plain, MemoryKind::Fact, &format!("plain {i}"))).await.unwrap();
+            node.add_memory(item(plain, MemoryKind::Fact, &format!("plain {i}")))
+                .await
+                .unwrap();
         }
         // Now: max_items = 3 keeps the three newest; nothing has expired.
         node.sweep(t0).await.unwrap();
-        assert_eq!(all(&node, net).await, ["kept fact 2", "kept fact 1", "kept fact 0"], "{backend}");
+        assert_eq!(
+            all(&node, net).await,
+            ["kept fact 2", "kept fact 1", "kept fact 0"],
+            "{backend}"
+        );
         // In a network with an age limit only, watch a session's item and a TTL'd item expire.
-        let capless = network(&node, Some(Retention { max_age_seconds: Some(7200), max_items: None })).await;
+        let capless = network(
+            &node,
+            Some(Retention {
+                max_age_seconds: Some(7200),
+                max_items: None,
+            }),
+        )
+        .await;
         let mut in_session = item(capless, MemoryKind::Context, "said in the chat");
         in_session.session_id = Some("chat-1".into());
         in_session.expires_at = Some(t0 + time::Duration::minutes(10));
@@ -110,11 +142,17 @@ async fn ttls_sessions_and_retention_are_enforced_on_every_backend() {
         .unwrap();
         node.add_memory(in_session).await.unwrap();
         node.add_memory(short).await.unwrap();
-        node.add_memory(item(capless, MemoryKind::Fact, "lasting fact")).await.unwrap();
+        node.add_memory(item(capless, MemoryKind::Fact, "lasting fact"))
+            .await
+            .unwrap();
         // Eleven minutes on: the session and its item are gone.
         let swept = node.sweep(t0 + time::Duration::minutes(11)).await.unwrap();
         assert!(swept.sessions >= 1, "{backend}: {swept:?}");
-        assert_eq!(all(&node, capless).await, ["lasting fact", "short-lived fact"], "{backend}");
+        assert_eq!(
+            all(&node, capless).await,
+            ["lasting fact", "short-lived fact"],
+            "{backend}"
+        );
         assert!(node.sessions(capless).await.unwrap().is_empty());
         // Thirty-one minutes on: the item's own TTL.
         node.sweep(t0 + time::Duration::minutes(31)).await.unwrap();
@@ -138,27 +176,59 @@ async fn ttls_sessions_and_retention_are_enforced_on_every_backend() {
 #[tokio::test]
 async fn search_ranks_the_related_item_first_on_every_backend() {
     let labelled = [
-        ("Invoices are emailed on the first business day of every month.", "when are invoices sent out"),
-        ("Our brand voice is friendly, direct and never uses jargon.", "what voice should our copy have"),
-        ("Production deploys happen on Tuesdays after the canary passes.", "which day do deploys to production happen"),
-        ("The Pro plan costs 49 dollars per seat per month.", "price of a Pro seat"),
-        ("New customers get a 14-day free trial without a credit card.", "is there a free trial for new customers"),
-        ("Customer data is encrypted at rest with AES-256.", "how is stored data encrypted"),
+        (
+            "Invoices are emailed on the first business day of every month.",
+            "when are invoices sent out",
+        ),
+        (
+            "Our brand voice is friendly, direct and never uses jargon.",
+            "what voice should our copy have",
+        ),
+        (
+            "Production deploys happen on Tuesdays after the canary passes.",
+            "which day do deploys to production happen",
+        ),
+        (
+            "The Pro plan costs 49 dollars per seat per month.",
+            "price of a Pro seat",
+        ),
+        (
+            "New customers get a 14-day free trial without a credit card.",
+            "is there a free trial for new customers",
+        ),
+        (
+            "Customer data is encrypted at rest with AES-256.",
+            "how is stored data encrypted",
+        ),
     ];
     let dir = tempfile::tempdir().unwrap();
     for (backend, store) in backends(dir.path()) {
         let node = node_on(store).await;
         let net = network(&node, None).await;
         for (fact, _) in labelled {
-            node.add_memory(item(net, MemoryKind::Fact, fact)).await.unwrap();
+            node.add_memory(item(net, MemoryKind::Fact, fact))
+                .await
+                .unwrap();
         }
-        node.add_memory(item(net, MemoryKind::Decision, "We decided the brand voice stays direct."))
-            .await
-            .unwrap();
+        node.add_memory(item(
+            net,
+            MemoryKind::Decision,
+            "We decided the brand voice stays direct.",
+        ))
+        .await
+        .unwrap();
         let mut first = 0;
         for (fact, query) in labelled {
             let hits = node
-                .search_memory(net, query, &MemoryQuery { kinds: vec![MemoryKind::Fact], limit: 3, ..Default::default() })
+                .search_memory(
+                    net,
+                    query,
+                    &MemoryQuery {
+                        kinds: vec![MemoryKind::Fact],
+                        limit: 3,
+                        ..Default::default()
+                    },
+                )
                 .await
                 .unwrap();
             assert!(hits.iter().all(|(i, _)| i.kind == MemoryKind::Fact));
