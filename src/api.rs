@@ -3,6 +3,7 @@
 //! Handlers validate, call the [`Node`], and answer JSON. Every error goes through
 //! [`ApiError`], so every 4xx/5xx has the same body shape and names the field at fault.
 
+mod cluster;
 mod dto;
 mod error;
 mod extract;
@@ -12,6 +13,7 @@ mod networks;
 mod openai;
 mod tasks;
 
+pub use cluster::{SERVED_BY, service as forward_service};
 pub use error::ApiError;
 
 use std::sync::Arc;
@@ -89,6 +91,10 @@ pub fn router(state: AppState) -> Router {
         .nest("/v1", v1)
         .route("/metrics", get(metrics::metrics))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            cluster::route,
+        ))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)

@@ -67,15 +67,25 @@ struct RawConfig {
 struct RawCluster {
     #[serde(default = "default_cluster_name")]
     name: String,
+    heartbeat_ms: Option<u64>,
+    failure_timeout_ms: Option<u64>,
+    takeover_margin_ms: Option<u64>,
 }
 
 impl Default for RawCluster {
     fn default() -> Self {
         Self {
             name: default_cluster_name(),
+            heartbeat_ms: None,
+            failure_timeout_ms: None,
+            takeover_margin_ms: None,
         }
     }
 }
+
+/// The cookie nodes use when `AIMESH_COOKIE` is not set: fine on one machine, refused for
+/// nodes that listen beyond loopback.
+pub const DEV_COOKIE: &str = "aimesh-development-cookie";
 
 fn default_cluster_name() -> String {
     "aimesh".into()
@@ -86,6 +96,7 @@ fn default_cluster_name() -> String {
 struct RawNode {
     name: String,
     api: String,
+    cluster: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -172,6 +183,21 @@ pub struct NodeConfig {
     pub name: String,
     /// Where its HTTP API listens.
     pub api: SocketAddr,
+    /// Where it listens for its peers (`host:port`); none for a standalone node.
+    pub cluster: Option<String>,
+}
+
+/// The validated `[cluster]` membership tunables and the cookie.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MembershipConfig {
+    /// The shared secret (from `AIMESH_COOKIE`, else [`DEV_COOKIE`]).
+    pub cookie: String,
+    /// How often nodes heartbeat.
+    pub heartbeat: Duration,
+    /// A node silent this long is suspect.
+    pub failure_timeout: Duration,
+    /// The extra wait before a dead node's networks are taken over (shared store).
+    pub takeover_margin: Duration,
 }
 
 /// Explicit limits on what the API accepts.
@@ -205,6 +231,8 @@ pub struct Config {
     pub path: PathBuf,
     /// The cluster's name.
     pub cluster: String,
+    /// Membership: cookie, heartbeats, failure detection.
+    pub membership: MembershipConfig,
     /// The nodes.
     pub nodes: Vec<NodeConfig>,
     /// API limits.
@@ -305,7 +333,9 @@ fn validate(
     }
     let mut names = HashSet::new();
     let mut nodes = Vec::new();
-    for (i, RawNode { name, api }) in node.into_iter().enumerate() {
+    let several = node.len() > 1;
+    let mut cluster_addrs = HashSet::new();
+    for (i, RawNode { name, api, cluster }) in node.into_iter().enumerate() {
         let ok_name = !name.is_empty()
             && name.len() <= 64
             && name
@@ -329,8 +359,101 @@ fn validate(
                 format!("{api:?} is not an ip:port address ({e})"),
             )
         })?;
-        nodes.push(NodeConfig { name, api });
+        let cluster = match cluster {
+            Some(addr) => {
+                let (host, port) = addr.rsplit_once(':').ok_or_else(|| {
+                    invalid(
+                        format!("node[{i}].cluster"),
+                        format!("{addr:?} is not a host:port address"),
+                    )
+                })?;
+                if host.is_empty() || port.parse::<u16>().is_err() {
+                    return Err(invalid(
+                        format!("node[{i}].cluster"),
+                        format!("{addr:?} is not a host:port address"),
+                    ));
+                }
+                if !cluster_addrs.insert(addr.clone()) {
+                    return Err(invalid(
+                        format!("node[{i}].cluster"),
+                        format!("{addr:?} is used by two nodes"),
+                    ));
+                }
+                Some(addr)
+            }
+            None if several => {
+                return Err(invalid(
+                    format!("node[{i}].cluster"),
+                    "with several nodes, each needs a cluster address (host:port) for its peers"
+                        .into(),
+                ));
+            }
+            None => None,
+        };
+        nodes.push(NodeConfig { name, api, cluster });
     }
+    let cookie = env("AIMESH_COOKIE").filter(|c| !c.is_empty());
+    let beyond_loopback = nodes.iter().filter_map(|n| n.cluster.as_deref()).any(|a| {
+        let host = a.rsplit_once(':').map(|(h, _)| h).unwrap_or(a);
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        !(host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback()))
+    });
+    if cookie.is_none() && beyond_loopback {
+        return Err(invalid(
+            "node.cluster".into(),
+            "nodes listen beyond loopback: set AIMESH_COOKIE to a secret shared by the cluster \
+             (the development cookie is only accepted on 127.0.0.1)"
+                .into(),
+        ));
+    }
+    let heartbeat = ranged(
+        path,
+        "cluster.heartbeat_ms",
+        cluster.heartbeat_ms,
+        200,
+        10..=10_000,
+    )?;
+    let failure_timeout = ranged(
+        path,
+        "cluster.failure_timeout_ms",
+        cluster.failure_timeout_ms,
+        1000,
+        50..=600_000,
+    )?;
+    if failure_timeout < heartbeat * 3 {
+        return Err(invalid(
+            "cluster.failure_timeout_ms".into(),
+            format!(
+                "{failure_timeout} ms must be at least three heartbeats ({} ms)",
+                heartbeat * 3
+            ),
+        ));
+    }
+    let takeover_margin = ranged(
+        path,
+        "cluster.takeover_margin_ms",
+        cluster.takeover_margin_ms,
+        400,
+        0..=600_000,
+    )?;
+    if takeover_margin < heartbeat {
+        return Err(invalid(
+            "cluster.takeover_margin_ms".into(),
+            format!(
+                "{takeover_margin} ms must be at least one heartbeat ({heartbeat} ms): a node cut \
+                 off from the majority needs that long to stop its work"
+            ),
+        ));
+    }
+    let membership = MembershipConfig {
+        cookie: cookie.unwrap_or_else(|| DEV_COOKIE.to_owned()),
+        heartbeat: Duration::from_millis(heartbeat),
+        failure_timeout: Duration::from_millis(failure_timeout),
+        takeover_margin: Duration::from_millis(takeover_margin),
+    };
     let RawLimits {
         max_body_bytes,
         max_task_chars,
@@ -414,10 +537,11 @@ fn validate(
             ));
         }
     };
-    let RawCluster { name: cluster } = cluster;
+    let cluster = cluster.name;
     Ok(Config {
         path: path.to_owned(),
         cluster,
+        membership,
         nodes,
         limits,
         aging: Duration::from_millis(ranged(
@@ -599,9 +723,22 @@ mod tests {
         let e = parse("").unwrap_err();
         assert!(e.to_string().contains("[[node]]"), "{e}");
         let e = parse(
-            "[[node]]\nname = \"a\"\napi = \"127.0.0.1:1\"\n[[node]]\nname = \"a\"\napi = \"127.0.0.1:2\"\n",
+            "[[node]]\nname = \"a\"\napi = \"127.0.0.1:1\"\ncluster = \"127.0.0.1:3\"\n[[node]]\nname = \"a\"\napi = \"127.0.0.1:2\"\ncluster = \"127.0.0.1:4\"\n",
         )
         .unwrap_err();
         assert!(e.to_string().contains("twice"), "{e}");
+        let e = parse(
+            "[[node]]\nname = \"a\"\napi = \"127.0.0.1:1\"\n[[node]]\nname = \"b\"\napi = \"127.0.0.1:2\"\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("node[0].cluster"), "{e}");
+        let e = parse(
+            "[[node]]\nname = \"a\"\napi = \"127.0.0.1:1\"\ncluster = \"127.0.0.1:3\"\n[[node]]\nname = \"b\"\napi = \"127.0.0.1:2\"\ncluster = \"127.0.0.1:3\"\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("node[1].cluster"), "{e}");
+        let e = parse("[[node]]\nname = \"a\"\napi = \"127.0.0.1:1\"\ncluster = \"nope\"\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("node[0].cluster"), "{e}");
     }
 }

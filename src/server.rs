@@ -8,9 +8,11 @@ use anyhow::Context;
 use axum::Router;
 use axum::serve::ListenerExt;
 
+use aimesh_actors::cluster::member::resolve;
+use aimesh_actors::cluster::{ClusterConfig, PeerConfig};
 use aimesh_actors::search::HashingEmbedder;
 use aimesh_actors::settings::Settings;
-use aimesh_actors::store::{EmbeddedStore, InMemoryStore, Store};
+use aimesh_actors::store::{EmbeddedStore, InMemoryStore, PostgresStore, Store};
 use aimesh_actors::{Node, NodeOptions};
 
 use crate::api::{AppState, router};
@@ -31,7 +33,7 @@ pub async fn open_store(config: &Config, name: &str) -> anyhow::Result<Arc<dyn S
 
 /// Connects to PostgreSQL.
 pub async fn open_postgres(url: &str, compress: usize) -> anyhow::Result<Arc<dyn Store>> {
-    anyhow::bail!("PENDING-POSTGRES {url} {compress}")
+    Ok(Arc::new(PostgresStore::connect(url, compress).await?))
 }
 
 /// The node options `config` describes for node `name`, over `store`.
@@ -46,6 +48,7 @@ pub fn node_options(config: &Config, name: &str, store: Arc<dyn Store>) -> NodeO
     options.budget = config.gateway.budget;
     options.network_budget = config.gateway.network_budget;
     options.max_unfinished_tasks = config.limits.max_unfinished_tasks;
+    options.cluster = cluster_config(config, name, &options.store).unwrap_or_default();
     options.settings = Settings {
         aging: config.aging,
         max_active_tasks: config.max_active_tasks,
@@ -55,12 +58,44 @@ pub fn node_options(config: &Config, name: &str, store: Arc<dyn Store>) -> NodeO
     options
 }
 
+/// The cluster part of node `name`'s options: none for a standalone node.
+fn cluster_config(
+    config: &Config,
+    name: &str,
+    store: &Arc<dyn Store>,
+) -> anyhow::Result<Option<ClusterConfig>> {
+    let Some(addr) = config.node(name).and_then(|n| n.cluster.as_deref()) else {
+        return Ok(None);
+    };
+    let bind = resolve(addr)
+        .map_err(|e| anyhow::anyhow!("node {name}: cannot resolve its cluster address: {e}"))?;
+    let peers = config
+        .nodes
+        .iter()
+        .filter(|n| n.name != name)
+        .filter_map(|n| {
+            Some(PeerConfig {
+                name: n.name.clone(),
+                addr: n.cluster.clone()?,
+            })
+        })
+        .collect();
+    let mut c = ClusterConfig::new(name, bind, peers, &config.membership.cookie);
+    c.heartbeat = config.membership.heartbeat;
+    c.failure_timeout = config.membership.failure_timeout;
+    c.takeover_margin = config.membership.takeover_margin;
+    c.shared_store = store.backend() == "postgres";
+    Ok(Some(c))
+}
+
 /// Starts node `node` of `config` and its API router (not yet listening).
 pub async fn start(config: &Config, node: &NodeConfig) -> anyhow::Result<(Node, Router)> {
     // Install the metrics recorder before the actors start recording.
     let _ = crate::telemetry::metrics();
     let store = open_store(config, &node.name).await?;
-    let running = Node::start(node_options(config, &node.name, store))
+    let mut options = node_options(config, &node.name, store);
+    options.cluster = cluster_config(config, &node.name, &options.store)?;
+    let running = Node::start(options)
         .await
         .with_context(|| format!("starting node {}", node.name))?;
     let app = router(AppState {
@@ -68,6 +103,12 @@ pub async fn start(config: &Config, node: &NodeConfig) -> anyhow::Result<(Node, 
         limits: Arc::new(config.limits.clone()),
         model_timeout: config.gateway.timeout,
     });
+    running
+        .cluster()
+        .set_http_service(crate::api::forward_service(
+            app.clone(),
+            config.limits.max_body_bytes,
+        ));
     Ok((running, app))
 }
 

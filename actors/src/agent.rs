@@ -5,7 +5,9 @@
 //! `parameters.concurrency` run at once, each model call as an owned task whose answer is cast
 //! back, so `CancelTask` and status requests are served at once even during long calls. It
 //! reports `Started` / `Finished` to the coordinator (looked up by name, so a restarted
-//! coordinator gets them) and writes a note of its output to shared memory.
+//! coordinator gets them) and writes a note of its output to shared memory. A guest agent (one
+//! running a subtask another node placed here, see [`crate::guest`]) reports to the owner's
+//! coordinator and writes to the owner's memory through the cluster instead.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,8 +19,11 @@ use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
 use crate::behavior::{AgentBehavior, Assignment};
+use crate::cluster::Cluster;
+use crate::cluster::wire::{Cast, Report};
 use crate::coordinator::CoordinatorMsg;
 use crate::gateway::{ModelError, ModelResponse};
+use crate::guest::GuestMsg;
 use crate::ids::{MemoryId, NetworkId, SubtaskId, TaskId};
 use crate::memory::MemoryClient;
 use crate::names::{Names, lookup};
@@ -59,6 +64,25 @@ pub struct AgentArgs {
     pub model_timeout: Duration,
     /// Where kept answers are looked up.
     pub store: Arc<dyn crate::store::Store>,
+    /// The cluster (this node's load is counted there).
+    pub cluster: Cluster,
+    /// Where its reports go.
+    pub reporter: Reporter,
+}
+
+/// Where an agent's reports and memory writes go.
+#[derive(Clone)]
+pub enum Reporter {
+    /// Its network's coordinator and memory, on this node.
+    Local,
+    /// The coordinator of a network owned by node `owner`, through the cluster; `host` hears
+    /// when a subtask is reported done.
+    Remote {
+        /// The owner node.
+        owner: String,
+        /// The guest host.
+        host: ActorRef<GuestMsg>,
+    },
 }
 
 /// An agent's state.
@@ -66,6 +90,8 @@ pub struct AgentState {
     args: AgentArgs,
     queue: AgingQueue<Assignment>,
     running: HashMap<SubtaskId, Running>,
+    /// The load last added to the node's count.
+    counted: i64,
 }
 
 struct Running {
@@ -90,8 +116,19 @@ impl Actor for Agent {
         Ok(AgentState {
             queue: AgingQueue::new(args.aging),
             running: HashMap::new(),
+            counted: 0,
             args,
         })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<AgentMsg>,
+        state: &mut AgentState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.args.cluster.add_load(-state.counted);
+        state.counted = 0;
+        Ok(())
     }
 
     async fn handle(
@@ -136,6 +173,9 @@ impl AgentState {
         self.args
             .stats
             .set_load(self.queue.len(), self.running.len());
+        let load = (self.queue.len() + self.running.len()) as i64;
+        self.args.cluster.add_load(load - self.counted);
+        self.counted = load;
     }
 
     fn start(&mut self, work: Assignment, myself: &ActorRef<AgentMsg>) {
@@ -143,6 +183,7 @@ impl AgentState {
             subtask: work.subtask,
             agent: self.args.spec.agent_id,
             attempt: work.attempt,
+            node: self.args.names.node().to_owned(),
         });
         let request = self
             .args
@@ -208,7 +249,7 @@ impl AgentState {
         metadata.insert("subtask_id".into(), json!(work.subtask.to_string()));
         metadata.insert("source".into(), Value::from("subtask_output"));
         let at = now();
-        self.args.memory.put_detached(MemoryItem {
+        self.write_memory(MemoryItem {
             memory_id: MemoryId::new(),
             network_id: work.network,
             kind: MemoryKind::Decision,
@@ -228,14 +269,74 @@ impl AgentState {
         });
     }
 
-    fn report(&self, msg: CoordinatorMsg) {
-        match lookup::<CoordinatorMsg>(&self.args.names.coordinator(self.args.network)) {
-            Some(c) => {
-                if c.cast(msg).is_err() {
-                    tracing::debug!("coordinator stopped before a report; it will redeliver");
+    fn write_memory(&self, item: MemoryItem) {
+        match &self.args.reporter {
+            Reporter::Local => self.args.memory.put_detached(item),
+            Reporter::Remote { owner, .. } => {
+                let report = Report::Remember(Box::new(item));
+                if !self
+                    .args
+                    .cluster
+                    .cast(owner, &Cast::Report(Box::new(report)))
+                {
+                    tracing::debug!(%owner, "owner unreachable; a memory note is dropped");
                 }
             }
-            None => tracing::debug!("coordinator restarting; it will redeliver"),
+        }
+    }
+
+    fn report(&self, msg: CoordinatorMsg) {
+        let network = self.args.network;
+        match &self.args.reporter {
+            Reporter::Local => {
+                match lookup::<CoordinatorMsg>(&self.args.names.coordinator(network)) {
+                    Some(c) => {
+                        if c.cast(msg).is_err() {
+                            tracing::debug!(
+                                "coordinator stopped before a report; it will redeliver"
+                            );
+                        }
+                    }
+                    None => tracing::debug!("coordinator restarting; it will redeliver"),
+                }
+            }
+            Reporter::Remote { owner, host } => {
+                let report = match msg {
+                    CoordinatorMsg::Started {
+                        subtask,
+                        agent,
+                        attempt,
+                        node,
+                    } => Report::Started {
+                        network,
+                        subtask,
+                        agent,
+                        attempt,
+                        node,
+                    },
+                    CoordinatorMsg::Finished {
+                        subtask,
+                        agent,
+                        outcome,
+                    } => {
+                        let _ = host.cast(GuestMsg::Settled(network, agent, subtask));
+                        Report::Finished {
+                            network,
+                            subtask,
+                            agent,
+                            outcome,
+                        }
+                    }
+                    _ => return,
+                };
+                if !self
+                    .args
+                    .cluster
+                    .cast(owner, &Cast::Report(Box::new(report)))
+                {
+                    tracing::debug!(%owner, "owner unreachable; its successor will redeliver");
+                }
+            }
         }
     }
 }

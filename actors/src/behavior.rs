@@ -16,7 +16,7 @@ use crate::prompt::{self, TaskBrief};
 use crate::types::AgentSpec;
 
 /// One subtask as an agent receives it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Assignment {
     /// Its network.
     pub network: NetworkId,

@@ -10,7 +10,13 @@
 //! `timeout` and cancels its subtasks. Every change is journaled before it is acted on, so a
 //! restarted coordinator picks up every unfinished task from the store.
 //!
-//! Sends: `Assign` / `CancelTask` to agents, `Complete` to the gateway, notes to memory.
+//! In a cluster, each subtask goes to the least-loaded of two random nodes (power of two
+//! choices over the live members, see [`Cluster::place`]); on another node it runs on a guest
+//! agent ([`crate::guest`]), whose reports come back through the cluster. When a node is lost,
+//! the subtasks placed there are redelivered.
+//!
+//! Sends: `Assign` / `CancelTask` to agents (or through the cluster), `Complete` to the gateway,
+//! notes to memory.
 
 mod flow;
 mod live;
@@ -24,6 +30,7 @@ use ractor_cluster_derive::RactorMessage;
 
 use crate::admission::Admission;
 use crate::agent::AgentMsg;
+use crate::cluster::Cluster;
 use crate::gateway::{ModelError, ModelResponse};
 use crate::ids::{AgentId, NetworkId, SubtaskId, TaskId};
 use crate::memory::MemoryClient;
@@ -52,6 +59,8 @@ pub enum CoordinatorMsg {
         agent: AgentId,
         /// Delivery number.
         attempt: u32,
+        /// The node it runs on.
+        node: String,
     },
     /// An agent finished a subtask.
     Finished {
@@ -88,6 +97,9 @@ pub enum CoordinatorMsg {
         /// Answered when done.
         reply: RpcReplyPort<()>,
     },
+    /// From the node supervisor: these nodes were lost (dead, restarted, or cut off); the open
+    /// subtasks placed there are redelivered.
+    NodesLost(Vec<String>),
     /// Current load.
     Load(RpcReplyPort<CoordinatorLoad>),
 }
@@ -177,6 +189,11 @@ pub struct CoordinatorArgs {
     pub max_active: usize,
     /// Time limit of one model call.
     pub model_timeout: Duration,
+    /// The cluster: where subtasks may be placed.
+    pub cluster: Cluster,
+    /// Whether subtasks may run on other nodes (not for networks with a budget: their model
+    /// calls stay on this node, whose ledger reserves exactly).
+    pub spread: bool,
 }
 
 /// A coordinator's state.
@@ -243,7 +260,8 @@ impl Actor for Coordinator {
                 subtask,
                 agent,
                 attempt,
-            } => state.started(subtask, agent, attempt).await?,
+                node,
+            } => state.started(subtask, agent, attempt, node).await?,
             CoordinatorMsg::Finished {
                 subtask,
                 agent,
@@ -254,6 +272,7 @@ impl Actor for Coordinator {
             CoordinatorMsg::Deadline(task) => state.deadline(task).await?,
             CoordinatorMsg::AgentUp { agent, crash } => state.agent_up(agent, crash).await?,
             CoordinatorMsg::AgentDown(agent) => state.agent_down(agent, &myself).await?,
+            CoordinatorMsg::NodesLost(nodes) => state.nodes_lost(&nodes).await?,
             CoordinatorMsg::Escalated {
                 agent,
                 reason,

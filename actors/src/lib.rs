@@ -35,8 +35,10 @@
 pub mod admission;
 pub mod agent;
 pub mod behavior;
+pub mod cluster;
 pub mod coordinator;
 pub mod gateway;
+pub mod guest;
 pub mod ids;
 pub mod janitor;
 pub mod memory;

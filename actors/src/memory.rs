@@ -142,6 +142,21 @@ impl MemoryClient {
     }
 
     /// Tells every shard to forget a deleted network.
+    /// Loads a network's items into every shard (this node took the network over).
+    pub async fn load_network(&self, network: NetworkId) -> Result<usize, MemoryError> {
+        let mut loaded = 0;
+        for shard in 0..self.shards {
+            let actor = self.shard_ref(shard)?;
+            loaded += ask(&actor, self.timeout * 4, |r| {
+                ShardMsg::LoadNetwork(network, r)
+            })
+            .await
+            .map_err(|cause| MemoryError::ShardUnavailable { shard, cause })??;
+        }
+        Ok(loaded)
+    }
+
+    /// Forgets a network in every shard (its items stay in the store).
     pub fn drop_network(&self, network: NetworkId) {
         for shard in 0..self.shards {
             if let Ok(actor) = self.shard_ref(shard) {

@@ -51,8 +51,10 @@ pub enum ShardMsg {
     DropOlder(NetworkId, MemoryId, RpcReplyPort<usize>),
     /// Remove a session's items.
     DropSession(NetworkId, String, RpcReplyPort<usize>),
-    /// Forget a deleted network.
+    /// Forget a network (deleted, or now owned by another node); the store keeps its items.
     DropNetwork(NetworkId),
+    /// Load a network's items from the store (this node took it over); replies with the count.
+    LoadNetwork(NetworkId, RpcReplyPort<Result<usize, StoreError>>),
     /// Counts.
     Stats(RpcReplyPort<ShardStats>),
 }
@@ -87,10 +89,15 @@ pub struct ShardArgs {
     pub embedder: Arc<dyn Embedder>,
     /// Per-network vector indexes switch to HNSW past this many items.
     pub ann_threshold: usize,
+    /// With a shared store, only the networks this node owns (loaded on demand); `None`: every
+    /// network in the store.
+    pub owned: Option<Arc<dashmap::DashMap<NetworkId, crate::node_supervisor::NetworkStatus>>>,
 }
 
 /// A shard's state.
 pub struct ShardState {
+    index: u32,
+    shards: u32,
     store: Arc<dyn Store>,
     embedder: Arc<dyn Embedder>,
     ann_threshold: usize,
@@ -141,8 +148,21 @@ impl Actor for MemoryShard {
         _myself: ActorRef<ShardMsg>,
         args: ShardArgs,
     ) -> Result<ShardState, ActorProcessingErr> {
-        let loaded = args.store.load_memory(args.index, args.shards).await?;
+        let loaded = match &args.owned {
+            None => args.store.load_memory(args.index, args.shards).await?,
+            Some(owned) if owned.is_empty() => Vec::new(),
+            Some(owned) => args
+                .store
+                .load_memory(args.index, args.shards)
+                .await?
+                .into_iter()
+                .filter(|i| owned.contains_key(&i.network_id))
+                .collect(),
+        };
+        let (index, shards) = (args.index, args.shards);
         let mut state = ShardState {
+            index,
+            shards,
             store: args.store,
             embedder: args.embedder,
             ann_threshold: args.ann_threshold,
@@ -230,6 +250,23 @@ impl Actor for MemoryShard {
                 if let Some(n) = state.networks.remove(&network) {
                     state.count -= n.items.len();
                 }
+            }
+            ShardMsg::LoadNetwork(network, reply) => {
+                if let Some(n) = state.networks.remove(&network) {
+                    state.count -= n.items.len();
+                }
+                let loaded = state
+                    .store
+                    .load_network_memory(network, state.index, state.shards)
+                    .await;
+                let r = loaded.map(|items| {
+                    let n = items.len();
+                    for item in items {
+                        state.insert(item);
+                    }
+                    n
+                });
+                let _ = reply.send(r);
             }
             ShardMsg::Stats(reply) => {
                 let _ = reply.send(ShardStats {
@@ -416,6 +453,8 @@ mod tests {
 
     fn state() -> ShardState {
         ShardState {
+            index: 0,
+            shards: 1,
             store: Arc::new(InMemoryStore::new()),
             embedder: Arc::new(HashingEmbedder::new(256)),
             ann_threshold: 1000,

@@ -40,6 +40,21 @@ impl Names {
         format!("{}/memory/{index}", self.node)
     }
 
+    /// The cluster membership actor.
+    pub fn cluster(&self) -> String {
+        format!("{}/cluster", self.node)
+    }
+
+    /// The cluster endpoint (the node's one remotable actor).
+    pub fn endpoint(&self) -> String {
+        format!("{}/endpoint", self.node)
+    }
+
+    /// The guest host (agents running subtasks of networks owned by other nodes).
+    pub fn guests(&self) -> String {
+        format!("{}/guests", self.node)
+    }
+
     /// A network's supervisor.
     pub fn network(&self, id: NetworkId) -> String {
         format!("{}/net/{id}", self.node)

@@ -22,8 +22,9 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::admission::Admission;
-use crate::agent::{Agent, AgentArgs, AgentMsg};
+use crate::agent::{Agent, AgentArgs, AgentMsg, Reporter};
 use crate::behavior::Behaviors;
+use crate::cluster::Cluster;
 use crate::coordinator::{AgentHandle, Coordinator, CoordinatorArgs, CoordinatorMsg};
 use crate::ids::{AgentId, NetworkId};
 use crate::memory::MemoryClient;
@@ -97,6 +98,10 @@ pub struct NetworkArgs {
     pub behaviors: Behaviors,
     /// Tunables.
     pub settings: Settings,
+    /// The cluster.
+    pub cluster: Cluster,
+    /// Whether its subtasks may run on other nodes.
+    pub spread: bool,
 }
 
 struct Slot {
@@ -230,6 +235,8 @@ impl NetworkState {
             aging: self.args.settings.aging,
             model_timeout: self.args.settings.model_timeout,
             store: self.args.store.clone(),
+            cluster: self.args.cluster.clone(),
+            reporter: Reporter::Local,
         };
         let (actor, _) = Actor::spawn_linked(None, Agent, args, supervisor.clone()).await?;
         Ok(actor)
@@ -271,6 +278,8 @@ impl NetworkState {
             aging: self.args.settings.aging,
             max_active: self.args.settings.max_active_tasks.max(1),
             model_timeout: self.args.settings.model_timeout,
+            cluster: self.args.cluster.clone(),
+            spread: self.args.spread,
         };
         let name = self.args.names.coordinator(self.network());
         let (actor, _) =

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use crate::admission::Admission;
 use crate::behavior::Behaviors;
+use crate::cluster::{Cluster, ClusterConfig, View};
 use crate::coordinator::{CoordinatorError, CoordinatorMsg};
 use crate::gateway::ledger::{Ledger, Spend};
 use crate::gateway::sink::DeltaSink;
@@ -63,6 +64,8 @@ pub struct NodeOptions {
     pub behaviors: Behaviors,
     /// Tunables.
     pub settings: Settings,
+    /// The cluster it is part of (none: a standalone node).
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl NodeOptions {
@@ -83,6 +86,7 @@ impl NodeOptions {
             max_unfinished_tasks: 10_000,
             behaviors: Behaviors::default(),
             settings: Settings::default(),
+            cluster: None,
         }
     }
 }
@@ -178,6 +182,8 @@ pub struct NewNetwork {
     pub budget_usd: Option<Usd>,
     /// How long its memory items are kept (none: the node's default).
     pub retention: Option<crate::types::Retention>,
+    /// Its id, when the caller chose it (a cluster's entry node picks one this node owns).
+    pub network_id: Option<NetworkId>,
 }
 
 /// A new task.
@@ -210,6 +216,9 @@ pub struct Health {
     pub networks: usize,
     /// Per component: `ok` or why not.
     pub components: serde_json::Map<String, serde_json::Value>,
+    /// This node's view of its cluster (absent on a standalone node).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<Arc<View>>,
 }
 
 struct Inner {
@@ -227,6 +236,7 @@ struct Inner {
     join: std::sync::Mutex<Option<JoinHandle<()>>>,
     settings: Settings,
     started: Instant,
+    cluster: Cluster,
 }
 
 /// A running node.
@@ -254,6 +264,14 @@ impl Node {
         }
         let ledger = Arc::new(Ledger::new(options.budget, options.network_budget));
         let gateway_config = Arc::new(gateway);
+        let cluster = match options.cluster {
+            Some(c) => Cluster::member(c),
+            None => Cluster::standalone(&options.name),
+        };
+        let incarnation = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
         let args = NodeArgs {
             names: names.clone(),
             store: options.store.clone(),
@@ -269,6 +287,8 @@ impl Node {
             behaviors: options.behaviors,
             settings: options.settings.clone(),
             statuses: statuses.clone(),
+            cluster: cluster.clone(),
+            incarnation,
         };
         let (supervisor, join) = Actor::spawn(Some(names.node_supervisor()), NodeSupervisor, args)
             .await
@@ -292,6 +312,7 @@ impl Node {
                 join: std::sync::Mutex::new(Some(join)),
                 settings: options.settings,
                 started: Instant::now(),
+                cluster,
             }),
         })
     }
@@ -299,6 +320,11 @@ impl Node {
     /// The node's name.
     pub fn name(&self) -> &str {
         self.inner.names.node()
+    }
+
+    /// The node's cluster handle (a standalone node has one too: it owns everything).
+    pub fn cluster(&self) -> &Cluster {
+        &self.inner.cluster
     }
 
     /// The node's store.
@@ -370,7 +396,7 @@ impl Node {
         }
         let at = now();
         let record = NetworkRecord {
-            network_id: NetworkId::new(),
+            network_id: new.network_id.unwrap_or_default(),
             name: new.name,
             description: new.description,
             max_iterations: new.max_iterations,
@@ -898,7 +924,37 @@ impl Node {
             failed == 0,
             format!("{networks} networks, {failed} failed"),
         );
+        let cluster = self
+            .inner
+            .cluster
+            .enabled()
+            .then(|| self.inner.cluster.view());
+        if let Some(view) = &cluster {
+            let peers = view.members.len().saturating_sub(1);
+            let alive = view
+                .members
+                .iter()
+                .filter(|m| m.status == crate::cluster::MemberStatus::Alive)
+                .count();
+            // Peers being down degrades the cluster, not this node; no quorum (with a shared
+            // store) means this node takes no work.
+            let up = !view.shared_store || view.quorum;
+            check(
+                "cluster",
+                up,
+                format!(
+                    "{alive}/{peers} peers alive{}{}",
+                    if view.formed { ", formed" } else { "" },
+                    if view.shared_store && !view.quorum {
+                        ", no quorum: taking no work"
+                    } else {
+                        ""
+                    }
+                ),
+            );
+        }
         Health {
+            cluster,
             status: if ok { "ok" } else { "degraded" },
             node: self.name().to_owned(),
             version: env!("CARGO_PKG_VERSION"),

@@ -1,13 +1,21 @@
 //! The node supervisor: root of a node's actor tree.
 //!
-//! Children: the model gateway, the memory shards, and one network supervisor per network.
+//! Children: the model gateway, the memory shards, one network supervisor per network it owns,
+//! and in a cluster the membership actor (with the node's endpoint) and the guest host.
 //! Restart policy (one-for-one, per child):
-//! - gateway and shards: restarted up to `service_policy` (5 in 10 s); past it the node cannot
+//! - gateway, shards, membership, guest host: restarted up to `service_policy` (5 in 10 s);
+//!   past it the node cannot
 //!   serve, so this supervisor fails and the node process exits non-zero for its own supervisor
 //!   (systemd, Kubernetes, `aimesh up`) to handle;
 //! - networks: an escalated network is restarted from its stored record up to `network_policy`
 //!   (3 in 60 s); its coordinator resumes the unfinished tasks. Past it the network is marked
 //!   `failed` and its unfinished tasks end `failed` with `network_failed`.
+//!
+//! With a node-local store it starts every network in its store. With a shared store it starts
+//! none by itself: each membership change (and a periodic check) reconciles the networks it runs
+//! with those it owns ([`crate::cluster::Cluster::owner_of`]): it releases the ones it no
+//! longer owns at once, and adopts new ones after a hand-off delay (so the previous owner has
+//! stopped), loading their memory and resuming their unfinished tasks.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,8 +30,12 @@ use tokio::time::Instant;
 
 use crate::admission::Admission;
 use crate::behavior::Behaviors;
+use crate::cluster::member::{ClusterMember, MemberArgs, MemberMsg};
+use crate::cluster::{Cluster, Owner};
+use crate::coordinator::CoordinatorMsg;
 use crate::gateway::ledger::Ledger;
 use crate::gateway::{Gateway, GatewayArgs, GatewayConfig, GatewayMsg};
+use crate::guest::{GuestArgs, GuestHost, GuestMsg};
 use crate::ids::NetworkId;
 use crate::memory::MemoryClient;
 use crate::memory_shard::{MemoryShard, ShardArgs, ShardMsg};
@@ -43,6 +55,19 @@ pub enum NodeMsg {
     StartNetwork(Box<NetworkRecord>, RpcReplyPort<Result<(), String>>),
     /// Stop a network's actors (before its deletion).
     StopNetwork(NetworkId, RpcReplyPort<()>),
+    /// From the membership actor: the view changed; `lost` are peers whose work must move.
+    Membership {
+        /// The new view.
+        view: Arc<crate::cluster::View>,
+        /// Peers lost since the last view.
+        lost: Vec<String>,
+    },
+    /// Shared store: compare the networks run here with those owned here.
+    Reconcile,
+    /// Shared store: the networks this node owns, as read from the store.
+    Owned(Vec<NetworkRecord>),
+    /// Shared store: start a network this node now owns (after the hand-off delay).
+    Adopt(Box<NetworkRecord>),
 }
 
 /// Whether a network's actors are serving.
@@ -88,13 +113,28 @@ pub struct NodeArgs {
     pub settings: Settings,
     /// Network statuses, published for the API.
     pub statuses: Arc<DashMap<NetworkId, NetworkStatus>>,
+    /// The cluster.
+    pub cluster: Cluster,
+    /// When this process started (unix ns), for heartbeats.
+    pub incarnation: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Child {
     Gateway,
     Shard(u32),
+    Member,
+    Guests,
     Network(NetworkId),
+}
+
+/// How long a node waits before adopting a network that may have had another owner a moment
+/// ago: two heartbeats, so that owner has seen the same view and stopped it.
+fn handoff(cluster: &Cluster) -> std::time::Duration {
+    cluster
+        .config()
+        .map(|c| c.heartbeat * 2)
+        .unwrap_or_default()
 }
 
 /// The node supervisor's state.
@@ -103,7 +143,12 @@ pub struct NodeState {
     children: HashMap<ActorId, Child>,
     restarts: HashMap<Child, RestartWindow>,
     networks: HashMap<NetworkId, ActorRef<NetworkMsg>>,
+    /// Networks waiting out the hand-off delay.
+    adopting: HashMap<NetworkId, crate::owned::OwnedTask>,
+    /// A reconciliation reading the store.
+    reconciling: Option<crate::owned::OwnedTask>,
     _janitor: Option<crate::owned::OwnedTask>,
+    _reconciler: Option<crate::owned::OwnedTask>,
 }
 
 /// The node supervisor actor.
@@ -124,20 +169,43 @@ impl Actor for NodeSupervisor {
             children: HashMap::new(),
             restarts: HashMap::new(),
             networks: HashMap::new(),
+            adopting: HashMap::new(),
+            reconciling: None,
             _janitor: None,
+            _reconciler: None,
         };
         let me = myself.get_cell();
         state.spawn(&me, Child::Gateway).await?;
         for i in 0..state.args.memory.shards() {
             state.spawn(&me, Child::Shard(i)).await?;
         }
-        for record in state.args.store.networks().await? {
-            let unfinished = state.args.store.unfinished_tasks(record.network_id).await?;
-            state
-                .args
-                .admission
-                .set(record.network_id, unfinished.len());
-            state.start_network(&me, record).await?;
+        if state.args.cluster.enabled() {
+            state.spawn(&me, Child::Guests).await?;
+        }
+        if !state.args.cluster.shared_store() {
+            for record in state.args.store.networks().await? {
+                let unfinished = state.args.store.unfinished_tasks(record.network_id).await?;
+                state
+                    .args
+                    .admission
+                    .set(record.network_id, unfinished.len());
+                state.start_network(&me, record).await?;
+            }
+        } else {
+            let me = myself.clone();
+            state._reconciler = Some(crate::owned::OwnedTask::spawn(async move {
+                let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+                loop {
+                    tick.tick().await;
+                    if me.cast(NodeMsg::Reconcile).is_err() {
+                        break;
+                    }
+                }
+            }));
+        }
+        if state.args.cluster.enabled() {
+            // Last: peers may send work as soon as the endpoint is up.
+            state.spawn(&me, Child::Member).await?;
         }
         if let Some(every) = state.args.sweep_interval {
             let (store, memory, retention) = (
@@ -185,8 +253,28 @@ impl Actor for NodeSupervisor {
                 }
                 state.restarts.remove(&Child::Network(network));
                 state.args.statuses.remove(&network);
+                state.adopting.remove(&network);
                 let _ = reply.send(());
             }
+            NodeMsg::Membership { view, lost } => {
+                if !lost.is_empty() {
+                    for network in state.networks.keys() {
+                        let name = state.args.names.coordinator(*network);
+                        if let Some(c) = crate::names::lookup::<CoordinatorMsg>(&name) {
+                            let _ = c.cast(CoordinatorMsg::NodesLost(lost.clone()));
+                        }
+                    }
+                    if let Some(g) = crate::names::lookup::<GuestMsg>(&state.args.names.guests()) {
+                        let _ = g.cast(GuestMsg::OwnersLost(lost));
+                    }
+                }
+                if view.shared_store {
+                    state.reconcile(&myself);
+                }
+            }
+            NodeMsg::Reconcile => state.reconcile(&myself),
+            NodeMsg::Owned(records) => state.owned(&myself, records).await,
+            NodeMsg::Adopt(record) => state.adopt(&myself.get_cell(), *record).await,
         }
         Ok(())
     }
@@ -237,11 +325,44 @@ impl NodeState {
                     store: self.args.store.clone(),
                     embedder: self.args.embedder.clone(),
                     ann_threshold: self.args.ann_threshold,
+                    owned: self
+                        .args
+                        .cluster
+                        .shared_store()
+                        .then(|| self.args.statuses.clone()),
                 };
                 let (a, _) =
                     Actor::spawn_linked(Some(names.shard(index)), MemoryShard, args, me.clone())
                         .await?;
                 let a: ActorRef<ShardMsg> = a;
+                a.get_id()
+            }
+            Child::Member => {
+                let args = MemberArgs {
+                    cluster: self.args.cluster.clone(),
+                    names: self.args.names.clone(),
+                    supervisor: ActorRef::from(me.clone()),
+                    memory: self.args.memory.clone(),
+                    incarnation: self.args.incarnation,
+                };
+                let (a, _) =
+                    Actor::spawn_linked(Some(names.cluster()), ClusterMember, args, me.clone())
+                        .await?;
+                let a: ActorRef<MemberMsg> = a;
+                a.get_id()
+            }
+            Child::Guests => {
+                let args = GuestArgs {
+                    names: self.args.names.clone(),
+                    cluster: self.args.cluster.clone(),
+                    behaviors: self.args.behaviors.clone(),
+                    settings: self.args.settings.clone(),
+                    store: self.args.store.clone(),
+                    memory: self.args.memory.clone(),
+                };
+                let (a, _) =
+                    Actor::spawn_linked(Some(names.guests()), GuestHost, args, me.clone()).await?;
+                let a: ActorRef<GuestMsg> = a;
                 a.get_id()
             }
             Child::Network(network) => {
@@ -267,6 +388,9 @@ impl NodeState {
         self.args
             .ledger
             .set_network_budget(network, record.budget_usd);
+        // Networks with a budget keep their model calls here, where the ledger reserves exactly.
+        let spread =
+            self.args.cluster.enabled() && self.args.ledger.network(network).limit.is_none();
         let args = NetworkArgs {
             record,
             store: self.args.store.clone(),
@@ -276,6 +400,8 @@ impl NodeState {
             watch: self.args.watch.clone(),
             behaviors: self.args.behaviors.clone(),
             settings: self.args.settings.clone(),
+            cluster: self.args.cluster.clone(),
+            spread,
         };
         let name = self.args.names.network(network);
         let (actor, _) =
@@ -327,6 +453,129 @@ impl NodeState {
                 Err(format!("{service:?} exceeded its restart intensity: {error}").into())
             }
         }
+    }
+
+    /// Shared store: reads the networks in the store in an owned task; the ones this node owns
+    /// come back as `Owned`.
+    fn reconcile(&mut self, myself: &ActorRef<NodeMsg>) {
+        if self.reconciling.as_ref().is_some_and(|t| !t.is_finished()) {
+            return;
+        }
+        let (store, cluster, me) = (
+            self.args.store.clone(),
+            self.args.cluster.clone(),
+            myself.clone(),
+        );
+        self.reconciling = Some(crate::owned::OwnedTask::spawn(async move {
+            match store.networks().await {
+                Ok(all) => {
+                    let owned = all
+                        .into_iter()
+                        .filter(|r| cluster.owner_of(r.network_id) == Owner::Local)
+                        .collect();
+                    let _ = me.cast(NodeMsg::Owned(owned));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the networks to reconcile ownership")
+                }
+            }
+        }));
+    }
+
+    /// Releases the networks run here that this node no longer owns; schedules the adoption of
+    /// those it newly owns.
+    async fn owned(&mut self, myself: &ActorRef<NodeMsg>, records: Vec<NetworkRecord>) {
+        let owned: std::collections::HashSet<NetworkId> =
+            records.iter().map(|r| r.network_id).collect();
+        let running: Vec<NetworkId> = self.networks.keys().copied().collect();
+        for network in running {
+            if !owned.contains(&network) && self.args.cluster.owner_of(network) != Owner::Local {
+                self.release(network).await;
+            }
+        }
+        self.adopting.retain(|n, _| owned.contains(n));
+        let delay = handoff(&self.args.cluster);
+        for record in records {
+            let id = record.network_id;
+            if self.networks.contains_key(&id)
+                || self.adopting.contains_key(&id)
+                || self
+                    .args
+                    .statuses
+                    .get(&id)
+                    .is_some_and(|s| *s == NetworkStatus::Failed)
+            {
+                continue;
+            }
+            let me = myself.clone();
+            self.adopting.insert(
+                id,
+                crate::owned::OwnedTask::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let _ = me.cast(NodeMsg::Adopt(Box::new(record)));
+                }),
+            );
+        }
+    }
+
+    /// Starts a network this node took over: its memory, its admission count, its actors
+    /// (whose coordinator resumes its unfinished tasks).
+    async fn adopt(&mut self, me: &ActorCell, record: NetworkRecord) {
+        let network = record.network_id;
+        if self.adopting.remove(&network).is_none()
+            || self.networks.contains_key(&network)
+            || self.args.cluster.owner_of(network) != Owner::Local
+        {
+            return;
+        }
+        let started = std::time::Instant::now();
+        let unfinished = match self.args.store.unfinished_tasks(network).await {
+            Ok(u) => u.len(),
+            Err(e) => {
+                tracing::warn!(%network, error = %e, "cannot adopt the network yet; the next reconciliation retries");
+                return;
+            }
+        };
+        self.args
+            .statuses
+            .insert(network, NetworkStatus::Restarting);
+        let loaded = match self.args.memory.load_network(network).await {
+            Ok(n) => n,
+            Err(e) => {
+                self.args.statuses.remove(&network);
+                tracing::warn!(%network, error = %e, "cannot load the network's memory yet; the next reconciliation retries");
+                return;
+            }
+        };
+        self.args.admission.set(network, unfinished);
+        match self.start_network(me, record).await {
+            Ok(()) => {
+                metrics::counter!("aimesh_cluster_networks_adopted_total").increment(1);
+                tracing::info!(%network, unfinished, memory_items = loaded, took_ms = started.elapsed().as_millis() as u64, "took the network over");
+            }
+            Err(e) => {
+                self.args.statuses.remove(&network);
+                tracing::warn!(%network, error = %e, "cannot start the adopted network; the next reconciliation retries");
+            }
+        }
+    }
+
+    /// Stops running a network this node no longer owns (its state stays in the store).
+    async fn release(&mut self, network: NetworkId) {
+        if let Some(actor) = self.networks.remove(&network) {
+            self.children.remove(&actor.get_id());
+            let _ = actor
+                .stop_and_wait(
+                    Some("ownership moved to another node".into()),
+                    Some(self.args.settings.call_timeout),
+                )
+                .await;
+        }
+        self.restarts.remove(&Child::Network(network));
+        self.args.statuses.remove(&network);
+        self.args.memory.drop_network(network);
+        self.args.admission.forget(network);
+        tracing::info!(%network, "released the network (owned elsewhere now)");
     }
 
     /// Ends every unfinished task of a failed network (its coordinator is gone).

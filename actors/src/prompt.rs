@@ -11,7 +11,7 @@ use crate::gateway::{ChatMessage, Role};
 use crate::types::AgentSpec;
 
 /// The task as every agent of it sees it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TaskBrief {
     /// The task text.
     pub task: String,

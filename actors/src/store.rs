@@ -17,9 +17,11 @@
 pub(crate) mod conformance;
 mod embedded;
 mod in_memory;
+mod postgres;
 
 pub use embedded::EmbeddedStore;
 pub use in_memory::InMemoryStore;
+pub use postgres::PostgresStore;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -197,6 +199,21 @@ pub trait Store: Send + Sync + 'static {
     /// Every memory item placed on shard `shard` of `shards` ([`crate::placement::shard_of`]),
     /// oldest first: a shard reloads with this.
     async fn load_memory(&self, shard: u32, shards: u32) -> Result<Vec<MemoryItem>, StoreError>;
+    /// One network's memory items placed on shard `shard` of `shards`, oldest first: a node
+    /// that takes a network over loads them.
+    async fn load_network_memory(
+        &self,
+        network: NetworkId,
+        shard: u32,
+        shards: u32,
+    ) -> Result<Vec<MemoryItem>, StoreError> {
+        Ok(self
+            .load_memory(shard, shards)
+            .await?
+            .into_iter()
+            .filter(|i| i.network_id == network)
+            .collect())
+    }
     /// Deletes memory items; returns how many existed.
     async fn delete_memory(&self, ids: &[MemoryId]) -> Result<usize, StoreError>;
 

@@ -241,6 +241,7 @@ impl CreateNetwork {
                     ));
                 }
             },
+            network_id: None,
         })
     }
 }

@@ -22,7 +22,14 @@ pub async fn add(
 ) -> Result<impl IntoResponse, ApiError> {
     let id: NetworkId = path_id("network", &network)?;
     let session = match body.session_id() {
-        Some(sid) => s.node.session(id, sid).await?,
+        Some(sid) => Some(s.node.session(id, sid).await?.ok_or_else(|| {
+            ApiError::invalid(
+                "session_id",
+                format!(
+                    "no session {sid:?} in this network (it was never created, was deleted, or expired); create it with POST /networks/{{network_id}}/sessions"
+                ),
+            )
+        })?),
         None => None,
     };
     let item = body.validate(id, &s.limits, session.as_ref())?;
@@ -77,6 +84,8 @@ pub async fn list(
         "session_id",
         "limit",
         "offset",
+        "query",
+        "k",
     ])?;
     let id: NetworkId = path_id("network", &network)?;
     let mut kinds = Vec::new();

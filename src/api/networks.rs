@@ -1,14 +1,17 @@
 //! Networks and their agents.
 
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use axum::{Extension, Json};
 use serde_json::json;
 
 use aimesh_actors::ids::{AgentId, NetworkId};
 
+use aimesh_actors::cluster::Owner;
+
 use super::AppState;
+use super::cluster::{ChosenId, Forwarded};
 use super::dto::{AddAgent, CreateNetwork};
 use super::error::ApiError;
 use super::extract::{JsonBody, path_id};
@@ -30,9 +33,11 @@ fn known_model(s: &AppState, field: &str, model: &str) -> Result<(), ApiError> {
 /// `POST /networks`.
 pub async fn create(
     State(s): State<AppState>,
+    chosen: Option<Extension<ChosenId>>,
     JsonBody(body): JsonBody<CreateNetwork>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let new = body.validate()?;
+    let mut new = body.validate()?;
+    new.network_id = chosen.map(|Extension(ChosenId(id))| id);
     for (i, a) in new.agents.iter().flatten().enumerate() {
         known_model(&s, &format!("agents[{i}].model"), &a.model)?;
     }
@@ -41,8 +46,16 @@ pub async fn create(
 }
 
 /// `GET /networks`.
-pub async fn list(State(s): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let networks = s.node.networks().await?;
+pub async fn list(
+    State(s): State<AppState>,
+    forwarded: Option<Extension<Forwarded>>,
+) -> Result<impl IntoResponse, ApiError> {
+    let mut networks = s.node.networks().await?;
+    let cluster = s.node.cluster();
+    if forwarded.is_some_and(|Extension(f)| f.local_only) && cluster.shared_store() {
+        // Every node reads the same store: each lists the networks it owns.
+        networks.retain(|n| cluster.owner_of(n.record.network_id) == Owner::Local);
+    }
     Ok(Json(json!({"total": networks.len(), "networks": networks})))
 }
 

@@ -407,6 +407,186 @@ async fn memory_round_trips_with_filters_and_pagination() {
     assert_eq!(b["next_offset"], Value::Null);
 }
 
+#[tokio::test]
+async fn search_sessions_and_retention_validate_their_inputs() {
+    let (_node, app) = app().await;
+    let net = network(&app).await;
+    let memory = format!("/api/mesh/networks/{net}/memory");
+    let sessions = format!("/api/mesh/networks/{net}/sessions");
+    let bad_query = StatusCode::BAD_REQUEST;
+    let bad_value = StatusCode::UNPROCESSABLE_ENTITY;
+    for (query, field) in [
+        ("query=", "query"),
+        ("query=%20%20", "query"),
+        ("k=5", "k"),
+        ("query=invoices&k=0", "k"),
+        ("query=invoices&k=101", "k"),
+        ("query=invoices&k=ten", "k"),
+        ("query=invoices&limit=5", "limit"),
+        ("query=invoices&offset=5", "offset"),
+        ("limit=0", "limit"),
+        ("offset=-1", "offset"),
+        ("type=opinion", "type"),
+        ("agent_id=nobody", "agent_id"),
+        ("colour=blue", "colour"),
+    ] {
+        let (s, b) = get(&app, &format!("{memory}?{query}")).await;
+        assert_error(s, &b, bad_query, "invalid_query", Some(field));
+    }
+    let (s, b) = get(&app, &format!("{memory}?query={}", "x".repeat(2001))).await;
+    assert_error(s, &b, bad_query, "invalid_query", Some("query"));
+
+    for ttl in [json!(0), json!(-5), json!(315_360_001)] {
+        let (s, b) = post(
+            &app,
+            &memory,
+            json!({"type": "fact", "content": "x", "ttl_seconds": ttl}),
+        )
+        .await;
+        assert_error(s, &b, bad_value, "invalid_value", Some("ttl_seconds"));
+        let (s, b) = post(&app, &sessions, json!({"ttl_seconds": ttl})).await;
+        assert_error(s, &b, bad_value, "invalid_value", Some("ttl_seconds"));
+    }
+    let (s, b) = post(
+        &app,
+        &sessions,
+        json!({"session_id": "has spaces/and slashes"}),
+    )
+    .await;
+    assert_error(s, &b, bad_value, "invalid_value", Some("session_id"));
+    // An item cannot name a session that does not exist.
+    let (s, b) = post(
+        &app,
+        &memory,
+        json!({"type": "context", "content": "x", "session_id": "nope"}),
+    )
+    .await;
+    assert_error(s, &b, bad_value, "invalid_value", Some("session_id"));
+    let (s, b) = send(
+        &app,
+        Method::DELETE,
+        &format!("{sessions}/nope"),
+        None,
+        vec![],
+    )
+    .await;
+    assert_error(
+        s,
+        &b,
+        StatusCode::NOT_FOUND,
+        "not_found",
+        Some("session_id"),
+    );
+    for (retention, field) in [
+        (json!({"max_items": 0}), "retention.max_items"),
+        (json!({"max_age_seconds": -1}), "retention.max_age_seconds"),
+    ] {
+        let (s, b) = post(
+            &app,
+            "/api/mesh/networks",
+            json!({"name": "r", "retention": retention}),
+        )
+        .await;
+        assert_error(s, &b, bad_value, "invalid_value", Some(field));
+    }
+    // None of that stored anything.
+    let (_, b) = get(&app, &memory).await;
+    assert_eq!(b["total"], 0, "{b}");
+}
+
+#[tokio::test]
+async fn search_and_sessions_round_trip_through_the_api() {
+    let (_node, app) = app().await;
+    let net = network(&app).await;
+    let memory = format!("/api/mesh/networks/{net}/memory");
+    let sessions = format!("/api/mesh/networks/{net}/sessions");
+    let (s, b) = post(
+        &app,
+        &sessions,
+        json!({"session_id": "chat-1", "ttl_seconds": 600}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert!(b["expires_at"].is_string(), "{b}");
+    for (kind, text, session) in [
+        (
+            "fact",
+            "Invoices are sent on the first business day of each month",
+            None,
+        ),
+        (
+            "decision",
+            "Deployments happen on Tuesdays after the canary passes",
+            Some("chat-1"),
+        ),
+        (
+            "fact",
+            "The brand voice is friendly, direct and free of jargon",
+            Some("chat-1"),
+        ),
+    ] {
+        let mut body = json!({"type": kind, "content": text});
+        if let Some(s) = session {
+            body["session_id"] = json!(s);
+        }
+        let (s, b) = post(&app, &memory, body).await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        if session.is_some() {
+            assert!(
+                b["expires_at"].is_string(),
+                "the item lives as long as its session: {b}"
+            );
+        }
+    }
+    let (s, b) = get(
+        &app,
+        &format!("{memory}?query=when%20do%20we%20deploy%3F&k=2"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["k"], 2);
+    let items = b["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{b}");
+    assert!(
+        items[0]["content"]
+            .as_str()
+            .unwrap()
+            .starts_with("Deployments"),
+        "{b}"
+    );
+    assert!(
+        items[0]["score"].as_f64().unwrap() > items[1]["score"].as_f64().unwrap(),
+        "{b}"
+    );
+    // Filters apply to searches too.
+    let (_, b) = get(&app, &format!("{memory}?query=invoices&type=decision")).await;
+    assert!(
+        b["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["type"] == "decision"),
+        "{b}"
+    );
+    // Deleting the session takes its items with it.
+    let (_, b) = get(&app, &sessions).await;
+    assert_eq!(b["total"], 1, "{b}");
+    let (s, b) = send(
+        &app,
+        Method::DELETE,
+        &format!("{sessions}/chat-1"),
+        None,
+        vec![],
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["items_removed"], 2, "{b}");
+    let (_, b) = get(&app, &memory).await;
+    assert_eq!(b["total"], 1, "{b}");
+    let (_, b) = get(&app, &sessions).await;
+    assert_eq!(b["total"], 0, "{b}");
+}
+
 fn arb_json() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),

@@ -170,6 +170,7 @@ async fn spawn_agents(n: usize) -> anyhow::Result<SpawnRun> {
                 agents: Some(agents),
                 budget_usd: None,
                 retention: None,
+                network_id: None,
             })
             .await?;
         let elapsed = start.elapsed();
@@ -290,6 +291,7 @@ async fn default_network(node: &Node) -> anyhow::Result<aimesh_actors::ids::Netw
             agents: None,
             budget_usd: None,
             retention: None,
+            network_id: None,
         })
         .await?
         .record

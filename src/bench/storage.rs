@@ -138,6 +138,7 @@ async fn network(node: &Node) -> anyhow::Result<NetworkId> {
             agents: None,
             budget_usd: None,
             retention: None,
+            network_id: None,
         })
         .await?
         .record

@@ -28,6 +28,9 @@ pub fn cluster_file(nodes: &[(&str, u16)], extra: &str) -> (tempfile::TempDir, P
         text.push_str(&format!(
             "[[node]]\nname = \"{name}\"\napi = \"127.0.0.1:{port}\"\n"
         ));
+        if nodes.len() > 1 {
+            text.push_str(&format!("cluster = \"127.0.0.1:{}\"\n", free_port()));
+        }
     }
     text.push_str(extra);
     let path = dir.path().join("cluster.toml");

@@ -12,6 +12,7 @@ use super::live::{Live, Phase, Sub};
 use super::{AgentHandle, CoordinatorError, CoordinatorMsg, CoordinatorState};
 use crate::agent::AgentMsg;
 use crate::behavior::Assignment;
+use crate::cluster::wire::{Cast, RemoteAssign};
 use crate::gateway::offline::compose::summary_of;
 use crate::gateway::{ModelError, ModelRequest, ModelResponse};
 use crate::ids::{AgentId, MemoryId, NetworkId, SubtaskId, TaskId};
@@ -291,8 +292,72 @@ impl CoordinatorState {
             description: sub.description.clone(),
             brief: live.brief.clone(),
         };
-        // If the agent is down, its supervisor restarts it and we redeliver then.
-        let _ = agent.actor.cast(AgentMsg::Assign(Box::new(work)));
+        let placed = if self.args.spread {
+            self.args.cluster.place()
+        } else {
+            None
+        };
+        let node = match placed {
+            Some(node) => {
+                let assign = RemoteAssign {
+                    owner: self.args.names.node().to_owned(),
+                    spec: (*agent.spec).clone(),
+                    work: work.clone(),
+                };
+                if self
+                    .args
+                    .cluster
+                    .cast(&node, &Cast::Assign(Box::new(assign)))
+                {
+                    Some(node)
+                } else {
+                    // The peer went away meanwhile: run it here.
+                    let _ = agent.actor.cast(AgentMsg::Assign(Box::new(work)));
+                    None
+                }
+            }
+            None => {
+                // If the agent is down, its supervisor restarts it and we redeliver then.
+                let _ = agent.actor.cast(AgentMsg::Assign(Box::new(work)));
+                None
+            }
+        };
+        if let Some(sub) = self.live.get_mut(&task).and_then(|l| l.sub_mut(step)) {
+            sub.node = node;
+        }
+        Ok(())
+    }
+
+    /// Redelivers the open subtasks placed on nodes that were lost.
+    pub(super) async fn nodes_lost(&mut self, nodes: &[String]) -> Result<(), StoreError> {
+        let mut redeliver = Vec::new();
+        for (task, live) in &mut self.live {
+            for step in live.open_at(nodes) {
+                if let Some(sub) = live.sub_mut(step) {
+                    sub.attempts += 1;
+                    sub.status = SubtaskStatus::Pending;
+                    let from = sub.node.take().unwrap_or_default();
+                    redeliver.push((*task, step, sub.attempts, from));
+                }
+            }
+        }
+        for (task, step, attempt, from) in redeliver {
+            self.journal(task, TaskEvent::SubtaskRedelivered { step, attempt })
+                .await?;
+            self.journal(
+                task,
+                TaskEvent::Noted(TaskNote {
+                    at: now(),
+                    code: "node_lost".into(),
+                    message: format!(
+                        "node {from} was lost while it ran step {step}; redelivered (attempt {attempt})"
+                    ),
+                    agent_id: None,
+                }),
+            )
+            .await?;
+            self.send(task, step).await?;
+        }
         Ok(())
     }
 
@@ -301,6 +366,7 @@ impl CoordinatorState {
         subtask: SubtaskId,
         agent: AgentId,
         attempt: u32,
+        node: String,
     ) -> Result<(), StoreError> {
         let Some(sub) = self
             .live
@@ -317,6 +383,7 @@ impl CoordinatorState {
                 step: subtask.step,
                 attempt,
                 at: now(),
+                node: Some(node),
             },
         )
         .await?;
@@ -628,13 +695,25 @@ impl CoordinatorState {
         }
         let open: HashSet<AgentId> = live
             .current()
-            .filter(|s| !s.status.is_terminal())
+            .filter(|s| !s.status.is_terminal() && s.node.is_none())
             .map(|s| s.agent)
             .collect();
         for agent in open {
             if let Some(a) = self.agent(agent) {
                 let _ = a.actor.cast(AgentMsg::CancelTask(task));
             }
+        }
+        let remote: HashSet<&String> = live
+            .current()
+            .filter(|s| !s.status.is_terminal())
+            .filter_map(|s| s.node.as_ref())
+            .collect();
+        for node in remote {
+            let cancel = Cast::Cancel {
+                network: self.args.network,
+                task,
+            };
+            self.args.cluster.cast(node, &cancel);
         }
         let durable = self.args.store.append(
             self.args.network,
@@ -730,7 +809,7 @@ impl CoordinatorState {
         };
         let mut redeliver = Vec::new();
         for (task, live) in &mut self.live {
-            for step in live.open_on(id) {
+            for step in live.open_here(id) {
                 if let Some(sub) = live.sub_mut(step) {
                     sub.attempts += 1;
                     sub.status = SubtaskStatus::Pending;
@@ -872,5 +951,6 @@ fn new_subtask(
         started_at: None,
         finished_at: None,
         duration_ms: None,
+        node: None,
     }
 }

@@ -33,6 +33,8 @@ pub(super) struct Sub {
     pub output: Option<String>,
     pub error: Option<String>,
     pub replaces: Option<u32>,
+    /// The node it was sent to (`None`: this one).
+    pub node: Option<String>,
 }
 
 impl Sub {
@@ -48,6 +50,7 @@ impl Sub {
             output: r.output.clone(),
             error: r.error.clone(),
             replaces: r.replaces,
+            node: None,
         }
     }
 }
@@ -122,6 +125,24 @@ impl Live {
     pub fn open_on(&self, agent: AgentId) -> Vec<u32> {
         self.current()
             .filter(|s| s.agent == agent && !s.status.is_terminal())
+            .map(|s| s.step)
+            .collect()
+    }
+
+    /// Current, unfinished subtasks on `agent` that run on this node.
+    pub fn open_here(&self, agent: AgentId) -> Vec<u32> {
+        self.current()
+            .filter(|s| s.agent == agent && s.node.is_none() && !s.status.is_terminal())
+            .map(|s| s.step)
+            .collect()
+    }
+
+    /// Current, unfinished subtasks sent to one of `nodes`.
+    pub fn open_at(&self, nodes: &[String]) -> Vec<u32> {
+        self.current()
+            .filter(|s| {
+                !s.status.is_terminal() && s.node.as_ref().is_some_and(|n| nodes.contains(n))
+            })
             .map(|s| s.step)
             .collect()
     }

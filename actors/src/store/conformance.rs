@@ -93,6 +93,7 @@ fn subtask(task: TaskId, step: u32) -> SubtaskRecord {
         started_at: None,
         finished_at: None,
         duration_ms: None,
+        node: None,
     }
 }
 
@@ -165,6 +166,7 @@ async fn task_journal(store: &dyn Store) {
             step: 1,
             attempt: 1,
             at,
+            node: Some("n1".into()),
         },
     );
     let usage = Usage {

@@ -9,7 +9,7 @@
 //! row for listings; reads replay the journal. Memory items larger than a threshold are
 //! compressed with zstd.
 
-mod codec;
+pub(crate) mod codec;
 mod writer;
 
 use std::path::{Path, PathBuf};

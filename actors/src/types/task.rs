@@ -283,6 +283,9 @@ pub struct SubtaskRecord {
     pub finished_at: Option<Timestamp>,
     /// Milliseconds from start to finish.
     pub duration_ms: Option<u64>,
+    /// The node its agent ran on (the last delivery's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// How a subtask ended. (Externally tagged: a journal format, and internally tagged enums
@@ -342,6 +345,9 @@ pub enum TaskEvent {
         /// When.
         #[serde(with = "time::serde::rfc3339")]
         at: Timestamp,
+        /// The node it runs on.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
     },
     /// A subtask was redelivered after its agent restarted.
     SubtaskRedelivered {
@@ -446,11 +452,19 @@ impl TaskRecord {
                     }
                 }
             }
-            TaskEvent::SubtaskStarted { step, attempt, at } => {
+            TaskEvent::SubtaskStarted {
+                step,
+                attempt,
+                at,
+                node,
+            } => {
                 if let Some(s) = self.subtask_mut(step).filter(|s| !s.status.is_terminal()) {
                     s.status = SubtaskStatus::Running;
                     s.attempts = s.attempts.max(attempt);
                     s.started_at = Some(at);
+                    if node.is_some() {
+                        s.node = node;
+                    }
                 }
             }
             TaskEvent::SubtaskRedelivered { step, attempt } => {
@@ -648,6 +662,7 @@ mod tests {
             started_at: None,
             finished_at: None,
             duration_ms: None,
+            node: None,
         }
     }
 
@@ -664,6 +679,7 @@ mod tests {
             step: 1,
             attempt: 1,
             at,
+            node: Some("n1".into()),
         });
         let usage = Usage {
             input_tokens: 10,

@@ -37,6 +37,7 @@ async fn the_seed_task_is_delegated_to_the_fitting_specialists_and_synthesized()
             agents: None,
             budget_usd: None,
             retention: None,
+            network_id: None,
         })
         .await
         .unwrap();

@@ -464,6 +464,7 @@ async fn task_cost_rolls_up_exactly_from_subtasks_to_task_to_network() {
             ]),
             budget_usd: Some(Usd::from_dollars(10.0)),
             retention: None,
+            network_id: None,
         })
         .await
         .unwrap()

@@ -12,14 +12,19 @@ use serde_json::Value;
 
 use crate::support::options;
 
-fn backends(dir: &std::path::Path) -> Vec<(&'static str, Arc<dyn Store>)> {
-    vec![
+/// Every backend this machine can run: PostgreSQL too when `AIMESH_TEST_DATABASE_URL` is set.
+async fn backends(dir: &std::path::Path) -> Vec<(&'static str, Arc<dyn Store>)> {
+    let mut all: Vec<(&'static str, Arc<dyn Store>)> = vec![
         ("memory", Arc::new(InMemoryStore::new())),
         (
             "embedded",
             Arc::new(EmbeddedStore::open(&dir.join("memory-test.redb"), 1024).unwrap()),
         ),
-    ]
+    ];
+    if let Some(store) = crate::support::postgres_store().await {
+        all.push(("postgres", store));
+    }
+    all
 }
 
 async fn node_on(store: Arc<dyn Store>) -> Node {
@@ -38,6 +43,7 @@ async fn network(node: &Node, retention: Option<Retention>) -> NetworkId {
         agents: Some(vec![crate::support::coordinator()]),
         budget_usd: None,
         retention,
+        network_id: None,
     })
     .await
     .unwrap()
@@ -81,7 +87,7 @@ async fn all(node: &Node, net: NetworkId) -> Vec<String> {
 #[tokio::test]
 async fn ttls_sessions_and_retention_are_enforced_on_every_backend() {
     let dir = tempfile::tempdir().unwrap();
-    for (backend, store) in backends(dir.path()) {
+    for (backend, store) in backends(dir.path()).await {
         let node = node_on(store.clone()).await;
         let t0 = now();
         let net = network(
@@ -202,7 +208,7 @@ async fn search_ranks_the_related_item_first_on_every_backend() {
         ),
     ];
     let dir = tempfile::tempdir().unwrap();
-    for (backend, store) in backends(dir.path()) {
+    for (backend, store) in backends(dir.path()).await {
         let node = node_on(store).await;
         let net = network(&node, None).await;
         for (fact, _) in labelled {

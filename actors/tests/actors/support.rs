@@ -132,6 +132,7 @@ pub async fn network(node: &Node, agents: Vec<AgentSpec>, timeout_seconds: u64) 
         agents: Some(all),
         budget_usd: None,
         retention: None,
+        network_id: None,
     })
     .await
     .unwrap()
@@ -166,4 +167,35 @@ pub async fn finished(node: &Node, net: NetworkId, task: &TaskRecord) -> TaskRec
         .unwrap();
     assert!(t.status.is_terminal(), "task still {:?}", t.status);
     t
+}
+
+/// A PostgreSQL store over a fresh database on the server `AIMESH_TEST_DATABASE_URL` names
+/// (CI runs a private, throw-away server); `None` when the variable is not set.
+pub async fn postgres_store() -> Option<Arc<dyn aimesh_actors::store::Store>> {
+    use sqlx::Connection;
+    let admin = std::env::var("AIMESH_TEST_DATABASE_URL").ok()?;
+    let name = format!("aimesh_it_{}", uuid::Uuid::now_v7().simple());
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let _ = conn.close().await;
+    let url = with_database(&admin, &name);
+    let store = aimesh_actors::store::PostgresStore::connect(&url, 1024)
+        .await
+        .unwrap();
+    Some(Arc::new(store))
+}
+
+/// `url` with its database replaced by `name`.
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let start = base.find("://").map_or(0, |i| i + 3);
+    let host = base[start..].rfind('@').map_or(start, |at| start + at);
+    let path = base[host..].find('/').map_or(base.len(), |p| host + p);
+    format!("{}/{name}{query}", &base[..path])
 }
