@@ -44,6 +44,7 @@ pub fn router(state: AppState) -> Router {
     let mesh = Router::new()
         .route("/health", get(memory::health))
         .route("/gateway", get(memory::gateway))
+        .route("/cluster/ping", post(cluster::ping))
         .route("/networks", post(networks::create).get(networks::list))
         .route(
             "/networks/{network_id}",

@@ -1,4 +1,5 @@
-//! Logging: `RUST_LOG` filters (default `info`), pretty or JSON lines on stderr.
+//! Logging: `RUST_LOG` filters (default `info`, ractor_cluster's per-session chatter at `warn`),
+//! pretty or JSON lines on stderr, coloured only on a terminal (and not with `NO_COLOR`).
 
 use tracing_subscriber::EnvFilter;
 
@@ -13,9 +14,13 @@ pub enum LogFormat {
 
 /// Installs the global subscriber (once; later calls do nothing).
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,ractor_cluster=warn"));
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Pretty => builder.compact().try_init(),

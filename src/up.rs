@@ -60,9 +60,14 @@ pub async fn up(path: &Path) -> anyhow::Result<()> {
             .map(|(name, c)| Box::pin(async move { (name.clone(), c.wait().await) }));
         futures::future::select_all(waits).await.0
     };
+    let formation = async {
+        report_formation(&config).await;
+        std::future::pending::<()>().await;
+    };
     let outcome = tokio::select! {
         () = server::shutdown_signal() => Ok(()),
         (name, status) = first_exit => Err(anyhow::anyhow!("node {name} exited: {status:?}")),
+        () = formation => Ok(()),
     };
     for (name, child) in &mut children {
         if let Some(pid) = child.id() {
@@ -80,6 +85,48 @@ pub async fn up(path: &Path) -> anyhow::Result<()> {
         }
     }
     outcome
+}
+
+/// Polls every node's `/api/mesh/health` until each reports the cluster formed (every
+/// configured node alive and mutually connected), then prints it once with the time taken.
+async fn report_formation(config: &Config) {
+    let started = std::time::Instant::now();
+    let Ok(http) = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(2))
+        .build()
+    else {
+        return;
+    };
+    let mut ticks = tokio::time::interval(std::time::Duration::from_millis(200));
+    loop {
+        ticks.tick().await;
+        let mut formed = true;
+        for node in &config.nodes {
+            let url = format!("http://{}/api/mesh/health", node.api);
+            let health: Option<serde_json::Value> = match http.get(&url).send().await {
+                Ok(r) => r.json().await.ok(),
+                Err(_) => None,
+            };
+            let node_formed = health
+                .as_ref()
+                .and_then(|h| h.pointer("/cluster/formed"))
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(false);
+            if !node_formed {
+                formed = false;
+                break;
+            }
+        }
+        if formed {
+            let _ = writeln!(
+                std::io::stdout(),
+                "aimesh up: cluster formed: {} nodes up and connected in {:.1} s",
+                config.nodes.len(),
+                started.elapsed().as_secs_f64()
+            );
+            return;
+        }
+    }
 }
 
 async fn prefix(name: String, stream: impl AsyncRead + Unpin, stderr: bool) {

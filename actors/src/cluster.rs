@@ -542,6 +542,25 @@ impl Cluster {
         }
     }
 
+    /// One round trip to peer `name` through its endpoint actor (a `Ping` of `bytes` bytes
+    /// echoed back); the time it took.
+    pub async fn ping(
+        &self,
+        name: &str,
+        bytes: usize,
+        timeout: Duration,
+    ) -> Result<Duration, PeerError> {
+        let payload = vec![0x5a; bytes];
+        let started = std::time::Instant::now();
+        match self.call(name, &Call::Ping(payload), timeout).await? {
+            Reply::Pong(echo) if echo.len() == bytes => Ok(started.elapsed()),
+            _ => Err(PeerError::Refused {
+                node: name.to_owned(),
+                message: format!("expected the {bytes}-byte payload echoed back"),
+            }),
+        }
+    }
+
     /// The live peers (alive and mutually connected), by name.
     pub fn live_peers(&self) -> Vec<String> {
         self.view()

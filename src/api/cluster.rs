@@ -69,8 +69,20 @@ fn classify(method: &Method, path: &str) -> Route {
     }
 }
 
-/// The middleware: serves here, forwards to the owner, or merges a listing.
-pub async fn route(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
+/// The middleware: serves here, forwards to the owner, or merges a listing. Every answer names
+/// the node that served it (`x-aimesh-node`).
+pub async fn route(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let me = s.node.cluster().me();
+    let mut response = dispatch(&s, req, next).await;
+    if !response.headers().contains_key(SERVED_BY)
+        && let Ok(v) = HeaderValue::from_str(&me)
+    {
+        response.headers_mut().insert(SERVED_BY, v);
+    }
+    response
+}
+
+async fn dispatch(s: &AppState, mut req: Request, next: Next) -> Response {
     let cluster = s.node.cluster().clone();
     if let Some(f) = req.extensions().get::<Forwarded>() {
         tracing::debug!(from = %f.from, uri = %req.uri(), "serving a forwarded request");
@@ -83,7 +95,7 @@ pub async fn route(State(s): State<AppState>, mut req: Request, next: Next) -> R
         Route::Here => next.run(req).await,
         Route::Network(id) => match cluster.owner_of(id) {
             Owner::Local => next.run(req).await,
-            Owner::Remote(owner) => forward(&s, &owner, req, None, false).await,
+            Owner::Remote(owner) => forward(s, &owner, req, None, false).await,
             Owner::Unavailable(why) => unavailable(why),
         },
         Route::Create => {
@@ -93,11 +105,11 @@ pub async fn route(State(s): State<AppState>, mut req: Request, next: Next) -> R
                     req.extensions_mut().insert(ChosenId(id));
                     next.run(req).await
                 }
-                Owner::Remote(owner) => forward(&s, &owner, req, Some(id), false).await,
+                Owner::Remote(owner) => forward(s, &owner, req, Some(id), false).await,
                 Owner::Unavailable(why) => unavailable(why),
             }
         }
-        Route::List => list(&s, req, next).await,
+        Route::List => list(s, req, next).await,
     }
 }
 
@@ -334,4 +346,82 @@ fn error_response(status: StatusCode, message: &str) -> HttpResponse {
         headers: vec![("content-type".into(), "application/json".into())],
         body: serde_json::to_vec(&body).unwrap_or_default(),
     }
+}
+
+/// The body of `POST /api/mesh/cluster/ping`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PingBody {
+    /// The peer to ping.
+    node: String,
+    /// Round trips to make (1 to 100,000; default 100).
+    #[serde(default)]
+    count: Option<u32>,
+    /// Payload bytes per ping (0 to 65,536; default 64).
+    #[serde(default)]
+    bytes: Option<usize>,
+}
+
+/// `POST /api/mesh/cluster/ping`: `count` sequential round trips from this node to peer `node`
+/// through its endpoint actor (ractor_cluster's session, MessagePack envelope), with their
+/// latency distribution in microseconds. An operator's check of a link, and the cluster
+/// benchmark's probe.
+pub async fn ping(
+    State(s): State<AppState>,
+    super::extract::JsonBody(body): super::extract::JsonBody<PingBody>,
+) -> Result<Response, ApiError> {
+    let count = body.count.unwrap_or(100);
+    if !(1..=100_000).contains(&count) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "between 1 and 100000",
+        )
+        .field("count"));
+    }
+    let bytes = body.bytes.unwrap_or(64);
+    if bytes > 65_536 {
+        return Err(
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "at most 65536")
+                .field("bytes"),
+        );
+    }
+    let cluster = s.node.cluster();
+    if !cluster.all_nodes().contains(&body.node) || body.node == cluster.me() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            format!("{:?} is not a peer of this node", body.node),
+        )
+        .field("node"));
+    }
+    let mut micros = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let rtt = cluster
+            .ping(&body.node, bytes, Duration::from_secs(2))
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "peer_unreachable",
+                    e.to_string(),
+                )
+                .field("node")
+            })?;
+        micros.push(rtt.as_secs_f64() * 1e6);
+    }
+    micros.sort_by(f64::total_cmp);
+    let at = |q: f64| micros[((micros.len() as f64 - 1.0) * q).round() as usize];
+    let mean = micros.iter().sum::<f64>() / micros.len() as f64;
+    Ok(axum::Json(json!({
+        "from": cluster.me(),
+        "node": body.node,
+        "count": count,
+        "bytes": bytes,
+        "mean_us": mean,
+        "p50_us": at(0.5),
+        "p99_us": at(0.99),
+        "max_us": at(1.0),
+    }))
+    .into_response())
 }

@@ -400,7 +400,19 @@ impl MemberState {
 
     fn closed(&mut self, node_id: u64, name: Option<String>, addr: String) {
         let session = self.sessions.remove(&node_id);
+        // A session that closes before it was ready failed its handshake: a wrong cookie (the
+        // side that checks it sees `auth_fail`, the other a closed socket) or a refused
+        // duplicate connection to a peer that is connected already.
+        let was_ready = session.as_ref().is_some_and(|s| s.1.is_some());
         let name = name.or_else(|| session.and_then(|s| s.1));
+        if !was_ready
+            && let Some(n) = &name
+            && let Some(p) = self.peers.get_mut(n)
+            && p.node_id.is_none_or(|id| id == node_id)
+        {
+            p.auth_failures += 1;
+            tracing::warn!(peer = %n, %addr, "cluster session closed before authenticating (wrong cookie?)");
+        }
         let Some(name) = name else {
             // Closed before it said who it was: authentication failed (wrong cookie), or the
             // peer refused a duplicate connection.
