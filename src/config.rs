@@ -70,6 +70,9 @@ struct RawCluster {
     heartbeat_ms: Option<u64>,
     failure_timeout_ms: Option<u64>,
     takeover_margin_ms: Option<u64>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_ca: Option<PathBuf>,
 }
 
 impl Default for RawCluster {
@@ -79,6 +82,9 @@ impl Default for RawCluster {
             heartbeat_ms: None,
             failure_timeout_ms: None,
             takeover_margin_ms: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
         }
     }
 }
@@ -198,6 +204,8 @@ pub struct MembershipConfig {
     pub failure_timeout: Duration,
     /// The extra wait before a dead node's networks are taken over (shared store).
     pub takeover_margin: Duration,
+    /// Mutual TLS for cluster sessions, when all three files are configured.
+    pub tls: Option<aimesh_actors::cluster::tls::TlsFiles>,
 }
 
 /// Explicit limits on what the API accepts.
@@ -448,7 +456,44 @@ fn validate(
             ),
         ));
     }
+    let tls = {
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let file = |key: &str, p: Option<PathBuf>| -> Result<Option<PathBuf>, ConfigError> {
+            let Some(p) = p else { return Ok(None) };
+            let p = if p.is_absolute() { p } else { dir.join(p) };
+            if !p.is_file() {
+                return Err(invalid(
+                    format!("cluster.{key}"),
+                    format!("{} is not a readable file", p.display()),
+                ));
+            }
+            Ok(Some(p))
+        };
+        let cert = file("tls_cert", cluster.tls_cert.clone())?;
+        let key = file("tls_key", cluster.tls_key.clone())?;
+        let ca = file("tls_ca", cluster.tls_ca.clone())?;
+        match (cert, key, ca) {
+            (Some(cert), Some(key), Some(ca)) => {
+                Some(aimesh_actors::cluster::tls::TlsFiles { cert, key, ca })
+            }
+            (None, None, None) => None,
+            (cert, key, _) => {
+                let missing = if cert.is_none() {
+                    "tls_cert"
+                } else if key.is_none() {
+                    "tls_key"
+                } else {
+                    "tls_ca"
+                };
+                return Err(invalid(
+                    format!("cluster.{missing}"),
+                    "TLS needs tls_cert, tls_key and tls_ca together".into(),
+                ));
+            }
+        }
+    };
     let membership = MembershipConfig {
+        tls,
         cookie: cookie.unwrap_or_else(|| DEV_COOKIE.to_owned()),
         heartbeat: Duration::from_millis(heartbeat),
         failure_timeout: Duration::from_millis(failure_timeout),
@@ -740,5 +785,15 @@ mod tests {
         let e = parse("[[node]]\nname = \"a\"\napi = \"127.0.0.1:1\"\ncluster = \"nope\"\n")
             .unwrap_err();
         assert!(e.to_string().contains("node[0].cluster"), "{e}");
+        let e = parse("[cluster]\ntls_cert = \"/nonexistent.pem\"\n[[node]]\nname = \"a\"\napi = \"127.0.0.1:1\"\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("cluster.tls_cert"), "{e}");
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let e = parse(&format!(
+            "[cluster]\ntls_cert = {:?}\n[[node]]\nname = \"a\"\napi = \"127.0.0.1:1\"\n",
+            file.path()
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("cluster.tls_key"), "{e}");
     }
 }

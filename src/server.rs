@@ -85,6 +85,12 @@ fn cluster_config(
     c.failure_timeout = config.membership.failure_timeout;
     c.takeover_margin = config.membership.takeover_margin;
     c.shared_store = store.backend() == "postgres";
+    if let Some(files) = &config.membership.tls {
+        c.tls = Some(
+            aimesh_actors::cluster::tls::ClusterTls::load(files)
+                .map_err(|e| anyhow::anyhow!("cluster TLS (cluster.tls_*): {e}"))?,
+        );
+    }
     Ok(Some(c))
 }
 

@@ -33,6 +33,7 @@
 pub mod endpoint;
 pub mod member;
 pub mod rendezvous;
+pub mod tls;
 pub mod wire;
 
 use std::collections::HashMap;
@@ -69,6 +70,8 @@ pub struct ClusterConfig {
     pub takeover_margin: Duration,
     /// True when every node uses the same store (PostgreSQL): networks fail over.
     pub shared_store: bool,
+    /// Mutual TLS for the sessions, when certificates are configured.
+    pub tls: Option<tls::ClusterTls>,
 }
 
 impl ClusterConfig {
@@ -83,6 +86,7 @@ impl ClusterConfig {
             failure_timeout: Duration::from_millis(1000),
             takeover_margin: Duration::from_millis(400),
             shared_store: false,
+            tls: None,
         }
     }
 }

@@ -54,7 +54,7 @@ impl Fake {
 /// Three nodes n1..n3 of one cluster file.
 struct Cluster {
     _dir: tempfile::TempDir,
-    config: PathBuf,
+    configs: Vec<PathBuf>,
     names: Vec<String>,
     apis: Vec<u16>,
     procs: Vec<Option<Proc>>,
@@ -68,25 +68,39 @@ impl Cluster {
     }
 
     fn start_with_cookies(extra: &str, cookies: &[&str]) -> Self {
+        let extras: Vec<String> = cookies.iter().map(|_| extra.to_owned()).collect();
+        Self::start_each(&extras, cookies)
+    }
+
+    /// Node i reads the common file plus `extras[i]` (its own copy) and uses `cookies[i]`.
+    fn start_each(extras: &[String], cookies: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let names: Vec<String> = (1..=cookies.len()).map(|i| format!("n{i}")).collect();
         let apis: Vec<u16> = names.iter().map(|_| free_port()).collect();
-        let mut text = String::from(
+        let text = String::from(
             "[cluster]\nname = \"it\"\nheartbeat_ms = 100\nfailure_timeout_ms = 1500\n\
              takeover_margin_ms = 200\n",
         );
+        let mut nodes = String::new();
         for (name, api) in names.iter().zip(&apis) {
-            text.push_str(&format!(
+            nodes.push_str(&format!(
                 "[[node]]\nname = \"{name}\"\napi = \"127.0.0.1:{api}\"\ncluster = \"127.0.0.1:{}\"\n",
                 free_port()
             ));
         }
-        text.push_str(extra);
-        let config = dir.path().join("cluster.toml");
-        std::fs::write(&config, text).unwrap();
+        // `extra` follows the [cluster] keys: bare keys land in [cluster], tables in theirs.
+        let configs: Vec<PathBuf> = extras
+            .iter()
+            .enumerate()
+            .map(|(i, extra)| {
+                let config = dir.path().join(format!("cluster-{i}.toml"));
+                std::fs::write(&config, format!("{text}{extra}\n{nodes}")).unwrap();
+                config
+            })
+            .collect();
         let mut cluster = Self {
             _dir: dir,
-            config,
+            configs,
             procs: names.iter().map(|_| None).collect(),
             names,
             apis,
@@ -102,7 +116,7 @@ impl Cluster {
     }
 
     fn launch(&mut self, i: usize) {
-        let proc = node(&self.config, &self.names[i], &self.cookies[i]);
+        let proc = node(&self.configs[i], &self.names[i], &self.cookies[i]);
         self.procs[i] = Some(proc);
     }
 
@@ -542,6 +556,135 @@ fn a_node_with_the_wrong_cookie_is_refused() {
     .unwrap();
     assert_eq!(resp.status().as_u16(), 503);
     assert!(resp.headers().contains_key("retry-after"));
+}
+
+#[test]
+fn with_certificates_sessions_use_mutual_tls_and_refuse_a_foreign_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let ours = certificates(dir.path(), "ours");
+    let theirs = certificates(dir.path(), "theirs");
+    let tls = |(cert, key, ca): &(PathBuf, PathBuf, PathBuf)| {
+        format!(
+            "tls_cert = \"{}\"\ntls_key = \"{}\"\ntls_ca = \"{}\"\n",
+            cert.display(),
+            key.display(),
+            ca.display()
+        )
+    };
+    let extras = [tls(&ours), tls(&ours), tls(&theirs)];
+    let cluster = Cluster::start_each(&extras, &["c00kie", "c00kie", "c00kie"]);
+    for i in 0..2 {
+        eventually(
+            Duration::from_secs(30),
+            "n1 and n2 to connect over TLS",
+            || {
+                let peer = if i == 0 { "n2" } else { "n1" };
+                (cluster.status_of(i, peer) == "alive").then_some(())
+            },
+        );
+    }
+    // Work crosses the TLS sessions.
+    let (_, ping) = cluster
+        .api(0)
+        .post("/cluster/ping", &json!({"node": "n2", "count": 20}));
+    assert_eq!(ping["count"], 20, "{ping}");
+    // n3's certificate is signed by another CA: the handshake fails both ways.
+    std::thread::sleep(Duration::from_secs(2));
+    for i in 0..2 {
+        assert_ne!(cluster.status_of(i, "n3"), "alive");
+    }
+    assert_eq!(cluster.view(2)["quorum"], false);
+    // And a plaintext client gets nothing from a TLS listener.
+    let view = cluster.view(0);
+    let addr = view["members"][0]["address"].as_str().unwrap().to_owned();
+    let mut raw = std::net::TcpStream::connect(&addr).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    use std::io::{Read, Write};
+    let _ = raw.write_all(&[0, 0, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8]);
+    let mut buf = [0u8; 64];
+    let n = raw.read(&mut buf).unwrap_or(0);
+    assert!(
+        n == 0 || buf[0] == 0x15,
+        "a TLS alert or nothing, got {:?}",
+        &buf[..n]
+    );
+}
+
+/// A CA and a certificate for 127.0.0.1 signed by it (openssl); (cert, key, ca) paths.
+fn certificates(dir: &Path, tag: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let p = |f: &str| dir.join(format!("{tag}-{f}"));
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let s = |p: &PathBuf| p.to_str().unwrap().to_owned();
+    let (ca_key, ca, key, csr, cert, ext) = (
+        p("ca.key"),
+        p("ca.pem"),
+        p("node.key"),
+        p("node.csr"),
+        p("node.pem"),
+        p("ext.cnf"),
+    );
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        &s(&ca_key),
+        "-out",
+        &s(&ca),
+        "-days",
+        "2",
+        "-subj",
+        &format!("/CN=aimesh test CA {tag}"),
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        &s(&key),
+        "-out",
+        &s(&csr),
+        "-subj",
+        "/CN=aimesh node",
+    ]);
+    std::fs::write(
+        &ext,
+        "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n\
+         extendedKeyUsage=serverAuth,clientAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        &s(&csr),
+        "-CA",
+        &s(&ca),
+        "-CAkey",
+        &s(&ca_key),
+        "-CAcreateserial",
+        "-out",
+        &s(&cert),
+        "-days",
+        "2",
+        "-extfile",
+        &s(&ext),
+    ]);
+    (cert, key, ca)
 }
 
 /// A fresh database on the server `admin` names; its URL.

@@ -172,12 +172,16 @@ impl Actor for ClusterMember {
             .config()
             .cloned()
             .ok_or("the membership actor needs a cluster configuration")?;
+        let encryption = config
+            .tls
+            .as_ref()
+            .map(|t| ractor_cluster::IncomingEncryptionMode::Tls(t.acceptor()));
         let server = NodeServer::new(
             config.bind.port(),
             config.cookie.clone(),
             config.me.clone(),
             config.bind.ip().to_string(),
-            None,
+            encryption,
             None,
         )
         .with_listen_addr(config.bind.ip());
@@ -349,15 +353,30 @@ impl MemberState {
             let addr = peer.addr.clone();
             let reply = myself.clone();
             let name = name.clone();
+            let tls = self.config.tls.clone();
             self.dials.push(OwnedTask::spawn(async move {
-                let result = tokio::time::timeout(
-                    Duration::from_secs(2),
-                    ractor_cluster::client_connect(&server, addr.as_str()),
-                )
-                .await;
+                let connect = async {
+                    match tls {
+                        None => ractor_cluster::client_connect(&server, addr.as_str())
+                            .await
+                            .map_err(|e| e.to_string()),
+                        Some(tls) => {
+                            let domain = super::tls::server_name(&addr)?;
+                            ractor_cluster::client_connect_enc(
+                                &server,
+                                addr.as_str(),
+                                tls.connector(),
+                                domain,
+                            )
+                            .await
+                            .map_err(|e| e.to_string())
+                        }
+                    }
+                };
+                let result = tokio::time::timeout(Duration::from_secs(2), connect).await;
                 let error = match result {
                     Ok(Ok(())) => None,
-                    Ok(Err(e)) => Some(e.to_string()),
+                    Ok(Err(e)) => Some(e),
                     Err(_) => Some("connect timed out".to_owned()),
                 };
                 let _ = reply.cast(MemberMsg::Dialed { name, error });
