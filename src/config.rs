@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod embedder;
 mod gateway;
 
+pub use embedder::EmbedderConfig;
 pub use gateway::GatewaySection;
 
 /// A configuration error, naming the file and the key.
@@ -130,6 +132,7 @@ struct RawMemory {
     max_items: Option<u64>,
     embedding_dims: Option<u64>,
     ann_threshold: Option<u64>,
+    embedder: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -176,6 +179,8 @@ pub struct MemoryConfig {
     pub sweep_interval: Duration,
     /// Default retention of networks that set none.
     pub retention: aimesh_actors::types::Retention,
+    /// What search embeds text with.
+    pub embedder: EmbedderConfig,
     /// Length of the hashing embedder's vectors.
     pub embedding_dims: usize,
     /// A shard's per-network index switches from exact scan to HNSW past this many items.
@@ -547,6 +552,7 @@ fn validate(
         max_items,
         embedding_dims,
         ann_threshold,
+        embedder,
     } = memory;
     let RawStorage {
         backend,
@@ -583,6 +589,8 @@ fn validate(
         }
     };
     let cluster = cluster.name;
+    let gateway = gateway::validate(path, gateway, env)?;
+    let embedder = embedder::validate(path, embedder, &gateway)?;
     Ok(Config {
         path: path.to_owned(),
         cluster,
@@ -628,6 +636,7 @@ fn validate(
                     .map(|v| ranged(path, "memory.max_items", Some(v), 0, 1..=1_000_000_000))
                     .transpose()?,
             },
+            embedder,
             embedding_dims: to_usize(ranged(
                 path,
                 "memory.embedding_dims",
@@ -653,7 +662,7 @@ fn validate(
                 64..=(64 << 20),
             )?),
         },
-        gateway: gateway::validate(path, gateway, env)?,
+        gateway,
     })
 }
 

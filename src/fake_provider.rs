@@ -11,6 +11,10 @@
 //! | Gemini | `POST /v1beta/models/{model}:generateContent`, `POST /v1beta/models/{model}:streamGenerateContent[?alt=sse]`, `GET /v1beta/models` |
 //! | Ollama | `POST /api/chat`, `GET /api/tags`, `GET /` |
 //!
+//! and their embedding APIs ([`embed`]): OpenAI `POST /v1/embeddings`, Ollama `POST /api/embed`,
+//! Gemini `POST /v1beta/models/{model}:embedContent` and `:batchEmbedContents`, answering
+//! deterministic vectors (aimesh's hashing embedder, so related texts are similar).
+//!
 //! Answers are deterministic: `Fake <format> answer to: <the first 200
 //! characters of the last user message>. …`, cut at the request's token limit
 //! (4 characters a token) with the format's "length" stop reason. Token usage
@@ -35,6 +39,7 @@ mod anthropic;
 mod body;
 mod catalog;
 mod control;
+pub mod embed;
 mod errors;
 mod faults;
 mod gemini;
@@ -45,6 +50,10 @@ mod stats;
 mod text;
 mod wire;
 
+#[cfg(test)]
+mod embed_shard_tests;
+#[cfg(test)]
+mod embed_tests;
 #[cfg(test)]
 mod testkit;
 #[cfg(test)]
@@ -137,10 +146,12 @@ impl FakeProvider {
         Router::new()
             .route("/v1/messages", post(anthropic::messages))
             .route("/v1/chat/completions", post(openai::chat_completions))
+            .route("/v1/embeddings", post(embed::openai))
             .route("/v1/models", get(catalog::v1_models))
             .route("/v1beta/models", get(catalog::gemini_models))
             .route("/v1beta/models/{model_and_method}", post(gemini::generate))
             .route("/api/chat", post(ollama::chat))
+            .route("/api/embed", post(embed::ollama))
             .route("/api/tags", get(catalog::ollama_tags))
             .route("/", get(catalog::ollama_root))
             .merge(control::routes())

@@ -10,13 +10,14 @@ use axum::serve::ListenerExt;
 
 use aimesh_actors::cluster::member::resolve;
 use aimesh_actors::cluster::{ClusterConfig, PeerConfig};
+use aimesh_actors::embedding::{Embedding, ProviderEmbedder};
 use aimesh_actors::search::HashingEmbedder;
 use aimesh_actors::settings::Settings;
 use aimesh_actors::store::{EmbeddedStore, InMemoryStore, PostgresStore, Store};
 use aimesh_actors::{Node, NodeOptions};
 
 use crate::api::{AppState, router};
-use crate::config::{Config, NodeConfig, StorageKind};
+use crate::config::{Config, EmbedderConfig, NodeConfig, StorageKind};
 
 /// Opens the store `config` names for node `name`.
 pub async fn open_store(config: &Config, name: &str) -> anyhow::Result<Arc<dyn Store>> {
@@ -36,11 +37,34 @@ pub async fn open_postgres(url: &str, compress: usize) -> anyhow::Result<Arc<dyn
     Ok(Arc::new(PostgresStore::connect(url, compress).await?))
 }
 
+/// What `config` has memory search embed with: the hashing embedder, or a provider's
+/// embedding API through the gateway's configuration of that provider.
+pub fn embedder(config: &Config) -> anyhow::Result<Embedding> {
+    Ok(match &config.memory.embedder {
+        EmbedderConfig::Hashing => {
+            Embedding::from(HashingEmbedder::new(config.memory.embedding_dims))
+        }
+        EmbedderConfig::Provider { provider, model } => Embedding::from(
+            ProviderEmbedder::from_catalog(&config.gateway.config.catalog, provider, model)
+                .with_context(|| {
+                    format!(
+                        "{}: `memory.embedder`: {provider}:{model}",
+                        config.path.display()
+                    )
+                })?,
+        ),
+    })
+}
+
 /// The node options `config` describes for node `name`, over `store`.
-pub fn node_options(config: &Config, name: &str, store: Arc<dyn Store>) -> NodeOptions {
+pub fn node_options(
+    config: &Config,
+    name: &str,
+    store: Arc<dyn Store>,
+) -> anyhow::Result<NodeOptions> {
     let mut options = NodeOptions::new(name, store);
     options.memory_shards = config.memory.shards;
-    options.embedder = Arc::new(HashingEmbedder::new(config.memory.embedding_dims));
+    options.embedder = embedder(config)?;
     options.ann_threshold = config.memory.ann_threshold;
     options.sweep_interval = Some(config.memory.sweep_interval);
     options.retention = config.memory.retention;
@@ -55,7 +79,7 @@ pub fn node_options(config: &Config, name: &str, store: Arc<dyn Store>) -> NodeO
         model_timeout: config.gateway.timeout,
         ..Settings::default()
     };
-    options
+    Ok(options)
 }
 
 /// The cluster part of node `name`'s options: none for a standalone node.
@@ -99,7 +123,7 @@ pub async fn start(config: &Config, node: &NodeConfig) -> anyhow::Result<(Node, 
     // Install the metrics recorder before the actors start recording.
     let _ = crate::telemetry::metrics();
     let store = open_store(config, &node.name).await?;
-    let mut options = node_options(config, &node.name, store);
+    let mut options = node_options(config, &node.name, store)?;
     options.cluster = cluster_config(config, &node.name, &options.store)?;
     let running = Node::start(options)
         .await

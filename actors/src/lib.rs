@@ -26,6 +26,8 @@
 //! - [`agent`], [`behavior`]: one actor per agent; what an agent type does with a subtask.
 //! - [`gateway`]: model calls, providers, the built-in `offline` model.
 //! - [`memory_shard`], [`memory`], [`placement`]: shared memory and where items live.
+//! - [`search`]: embedders and vector indexes (pure); [`embedding`]: a node's embedder, in
+//!   process or a provider's embedding API (called from owned tasks, never in a handler).
 //! - [`store`]: the storage seam ([`store::Store`]) and its in-memory implementation.
 //! - [`sched`]: the priority mailbox with aging; [`policy`]: restart intensity.
 //! - [`planner`], [`prompt`]: capability matching; the prompts agents send.
@@ -37,6 +39,7 @@ pub mod agent;
 pub mod behavior;
 pub mod cluster;
 pub mod coordinator;
+pub mod embedding;
 pub mod gateway;
 pub mod guest;
 pub mod ids;

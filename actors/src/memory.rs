@@ -1,9 +1,12 @@
 //! The client side of shared memory: places writes on shards and fans queries out over them.
+//! It embeds search queries itself, before a search reaches the shards, so a provider's
+//! embedding call runs in the caller's task, never in a shard's handler.
 
 use std::time::Duration;
 
 use futures::future::join_all;
 
+use crate::embedding::{Embedding, EmbeddingError};
 use crate::ids::NetworkId;
 use crate::memory_shard::{ShardMsg, ShardPage};
 use crate::names::{Names, lookup};
@@ -26,6 +29,9 @@ pub enum MemoryError {
     /// The store refused the write.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The query could not be embedded (the embedding provider failed).
+    #[error(transparent)]
+    Embedding(#[from] EmbeddingError),
 }
 
 /// Reaches a node's memory shards by name.
@@ -34,7 +40,7 @@ pub struct MemoryClient {
     names: Names,
     shards: u32,
     timeout: Duration,
-    embedder: std::sync::Arc<dyn crate::search::Embedder>,
+    embedder: Embedding,
 }
 
 impl std::fmt::Debug for MemoryClient {
@@ -42,6 +48,7 @@ impl std::fmt::Debug for MemoryClient {
         f.debug_struct("MemoryClient")
             .field("node", &self.names.node())
             .field("shards", &self.shards)
+            .field("embedder", &self.embedder.name())
             .finish()
     }
 }
@@ -49,12 +56,7 @@ impl std::fmt::Debug for MemoryClient {
 impl MemoryClient {
     /// A client for `shards` shards of the node `names` belongs to, embedding queries with
     /// `embedder` (the shards' own).
-    pub fn new(
-        names: Names,
-        shards: u32,
-        timeout: Duration,
-        embedder: std::sync::Arc<dyn crate::search::Embedder>,
-    ) -> Self {
+    pub fn new(names: Names, shards: u32, timeout: Duration, embedder: Embedding) -> Self {
         Self {
             names,
             shards: shards.max(1),
@@ -63,14 +65,26 @@ impl MemoryClient {
         }
     }
 
-    /// The items of a network most relevant to `text` (by the shards' embedder).
+    /// The items of a network most relevant to `text` (by the shards' embedder), best first,
+    /// with scores. Fails if the embedding provider does: results are never ranked in another
+    /// embedder's vector space.
     pub async fn relevant(
         &self,
         network: NetworkId,
         text: &str,
         query: &MemoryQuery,
     ) -> Result<Vec<(MemoryItem, f32)>, MemoryError> {
-        self.search(network, self.embedder.embed(text), query).await
+        let vector = self.embedder.embed_query(text).await?;
+        if vector.is_empty() {
+            // Blank text: a provider is not asked, and nothing is similar to nothing.
+            return Ok(Vec::new());
+        }
+        self.search(network, vector, query).await
+    }
+
+    /// The embedder (its name is in search answers).
+    pub fn embedder(&self) -> &Embedding {
+        &self.embedder
     }
 
     /// How many shards there are.

@@ -5,6 +5,12 @@
 //! as it arrives (by network, by kind, and as a vector for search) and has the store keep it;
 //! the writer's reply comes once the item is durable, from an owned task, so the shard's mailbox
 //! never waits on a disk. A restarted shard reloads its partition from the store.
+//!
+//! With an in-process embedder an item is embedded as it is indexed. With a provider's
+//! ([`crate::embedding`]) an item is searchable once its vector has come back: items wait in a
+//! queue that an owned task embeds in batches and casts back as [`ShardMsg::Embedded`] (the
+//! `vectors` module); vectors are kept by content hash in the node's [`VectorCache`] for this
+//! shard, so a network loaded again is not paid for twice. Writes never wait for embeddings.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -12,10 +18,13 @@ use std::sync::Arc;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster_derive::RactorMessage;
 
+use crate::embedding::{Embedding, EmbeddingError, VectorCache};
 use crate::ids::{MemoryId, NetworkId};
-use crate::search::{Embedder, VectorIndex};
+use crate::search::VectorIndex;
 use crate::store::{Store, StoreError};
 use crate::types::{MemoryItem, MemoryKind, MemoryQuery, Retention, Timestamp};
+
+mod vectors;
 
 /// Messages to a shard.
 #[derive(RactorMessage)]
@@ -57,6 +66,10 @@ pub enum ShardMsg {
     LoadNetwork(NetworkId, RpcReplyPort<Result<usize, StoreError>>),
     /// Counts.
     Stats(RpcReplyPort<ShardStats>),
+    /// Internal: the vectors of the batch in flight (provider embedders), or why there are none.
+    Embedded(Result<Vec<Vec<f32>>, EmbeddingError>),
+    /// Internal: the back-off after a failed embedding is over; embed the waiting items.
+    EmbedRetry,
 }
 
 /// One shard's answer to a query.
@@ -75,6 +88,8 @@ pub struct ShardStats {
     pub items: usize,
     /// Networks with items here.
     pub networks: usize,
+    /// Items waiting for their vectors (provider embedders); not yet found by search.
+    pub unembedded: usize,
 }
 
 /// What a shard starts with.
@@ -86,7 +101,9 @@ pub struct ShardArgs {
     /// Where items are kept.
     pub store: Arc<dyn Store>,
     /// Turns text into vectors for search.
-    pub embedder: Arc<dyn Embedder>,
+    pub embedder: Embedding,
+    /// Provider vectors by content hash (kept by the node across this shard's restarts).
+    pub vector_cache: Arc<VectorCache>,
     /// Per-network vector indexes switch to HNSW past this many items.
     pub ann_threshold: usize,
     /// With a shared store, only the networks this node owns (loaded on demand); `None`: every
@@ -99,19 +116,24 @@ pub struct ShardState {
     index: u32,
     shards: u32,
     store: Arc<dyn Store>,
-    embedder: Arc<dyn Embedder>,
+    embedder: Embedding,
     ann_threshold: usize,
     networks: HashMap<NetworkId, NetworkItems>,
     count: usize,
     /// Replies waiting for their writes to be durable, and store deletions.
     pending: tokio::task::JoinSet<()>,
+    /// Items waiting for provider vectors, and the batch in flight.
+    queue: vectors::EmbedQueue,
+    /// Provider vectors by content hash.
+    cache: Arc<VectorCache>,
 }
 
-/// One network's items on this shard, by id (time order), by kind, and as vectors.
+/// One network's items on this shard, by id (time order), by kind, and as vectors (the index
+/// is made with the first vector, whose length fixes its dimensions).
 struct NetworkItems {
     items: BTreeMap<MemoryId, MemoryItem>,
     by_kind: [BTreeSet<MemoryId>; 4],
-    vectors: VectorIndex,
+    vectors: Option<VectorIndex>,
 }
 
 fn kind_index(kind: MemoryKind) -> usize {
@@ -145,7 +167,7 @@ impl Actor for MemoryShard {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<ShardMsg>,
+        myself: ActorRef<ShardMsg>,
         args: ShardArgs,
     ) -> Result<ShardState, ActorProcessingErr> {
         let loaded = match &args.owned {
@@ -169,16 +191,19 @@ impl Actor for MemoryShard {
             networks: HashMap::new(),
             count: 0,
             pending: tokio::task::JoinSet::new(),
+            queue: vectors::EmbedQueue::default(),
+            cache: args.vector_cache,
         };
         for item in loaded {
             state.insert(item);
         }
+        state.pump(&myself);
         Ok(state)
     }
 
     async fn handle(
         &self,
-        _myself: ActorRef<ShardMsg>,
+        myself: ActorRef<ShardMsg>,
         msg: ShardMsg,
         state: &mut ShardState,
     ) -> Result<(), ActorProcessingErr> {
@@ -187,6 +212,7 @@ impl Actor for MemoryShard {
             ShardMsg::Put(item, reply) => {
                 let durable = state.store.put_memory(&item);
                 state.insert(*item);
+                state.pump(&myself);
                 state.pending.spawn(async move {
                     let r = durable.await;
                     match reply {
@@ -246,15 +272,9 @@ impl Actor for MemoryShard {
                     .unwrap_or_default();
                 let _ = reply.send(state.remove(gone));
             }
-            ShardMsg::DropNetwork(network) => {
-                if let Some(n) = state.networks.remove(&network) {
-                    state.count -= n.items.len();
-                }
-            }
+            ShardMsg::DropNetwork(network) => state.drop_network(network),
             ShardMsg::LoadNetwork(network, reply) => {
-                if let Some(n) = state.networks.remove(&network) {
-                    state.count -= n.items.len();
-                }
+                state.drop_network(network);
                 let loaded = state
                     .store
                     .load_network_memory(network, state.index, state.shards)
@@ -266,33 +286,36 @@ impl Actor for MemoryShard {
                     }
                     n
                 });
+                state.pump(&myself);
                 let _ = reply.send(r);
             }
             ShardMsg::Stats(reply) => {
                 let _ = reply.send(ShardStats {
                     items: state.count,
                     networks: state.networks.len(),
+                    unembedded: state.queue.len(),
                 });
             }
+            ShardMsg::Embedded(result) => state.embedded(&myself, result),
+            ShardMsg::EmbedRetry => state.retry(&myself),
         }
         Ok(())
     }
 }
 
 impl ShardState {
+    /// Indexes `item`; with a provider embedder, its vector comes from the cache or later.
     fn insert(&mut self, item: MemoryItem) {
-        let dims = self.embedder.dims();
-        let threshold = self.ann_threshold;
-        let vector = self.embedder.embed(&search_text(&item));
+        let (network, id) = (item.network_id, item.memory_id);
+        let text = search_text(&item);
         let n = self
             .networks
-            .entry(item.network_id)
+            .entry(network)
             .or_insert_with(|| NetworkItems {
                 items: BTreeMap::new(),
                 by_kind: Default::default(),
-                vectors: VectorIndex::new(dims, threshold),
+                vectors: None,
             });
-        let id = item.memory_id;
         if let Some(old) = n.items.insert(id, item) {
             n.by_kind[kind_index(old.kind)].remove(&id);
         } else {
@@ -301,7 +324,21 @@ impl ShardState {
         if let Some(i) = n.items.get(&id) {
             n.by_kind[kind_index(i.kind)].insert(id);
         }
-        n.vectors.insert(id.as_uuid().as_u128(), vector);
+        match &self.embedder {
+            Embedding::Local(e) => {
+                let vector = e.embed(&text);
+                self.index(network, id, &vector);
+            }
+            Embedding::Provider(_) => self.wait_for_vector(network, id, &text),
+        }
+    }
+
+    /// Forgets a network's items here (the store keeps them).
+    fn drop_network(&mut self, network: NetworkId) {
+        if let Some(n) = self.networks.remove(&network) {
+            self.count -= n.items.len();
+        }
+        self.queue.forget_network(network);
     }
 
     /// Removes items from the index at once and from the store in the background.
@@ -311,13 +348,18 @@ impl ShardState {
             for n in self.networks.values_mut() {
                 if let Some(item) = n.items.remove(&id) {
                     n.by_kind[kind_index(item.kind)].remove(&id);
-                    n.vectors.remove(id.as_uuid().as_u128());
+                    if let Some(v) = &mut n.vectors {
+                        v.remove(id.as_uuid().as_u128());
+                    }
                     removed.push(id);
                     break;
                 }
             }
         }
         self.count -= removed.len();
+        for id in &removed {
+            self.queue.forget(id);
+        }
         self.networks.retain(|_, n| !n.items.is_empty());
         let count = removed.len();
         if count > 0 {
@@ -410,12 +452,22 @@ impl ShardState {
         let Some(n) = self.networks.get(&network) else {
             return Vec::new();
         };
+        let Some(vectors) = &n.vectors else {
+            return Vec::new();
+        };
+        if vectors.dims() != vector.len() {
+            tracing::warn!(
+                %network, index = vectors.dims(), query = vector.len(),
+                "a query vector of another length than the index's; nothing matches"
+            );
+            return Vec::new();
+        }
         let keep = |id: u128| {
             n.items
                 .get(&MemoryId::from(uuid::Uuid::from_u128(id)))
                 .is_some_and(|i| query.matches(i))
         };
-        n.vectors
+        vectors
             .search(vector, query.limit, &keep)
             .into_iter()
             .filter_map(|(id, score)| {
@@ -431,7 +483,7 @@ impl ShardState {
 mod tests {
     use super::*;
     use crate::ids::AgentId;
-    use crate::search::HashingEmbedder;
+    use crate::search::{Embedder, HashingEmbedder};
     use crate::store::InMemoryStore;
     use crate::types::now;
 
@@ -456,11 +508,13 @@ mod tests {
             index: 0,
             shards: 1,
             store: Arc::new(InMemoryStore::new()),
-            embedder: Arc::new(HashingEmbedder::new(256)),
+            embedder: Embedding::from(HashingEmbedder::new(256)),
             ann_threshold: 1000,
             networks: HashMap::new(),
             count: 0,
             pending: tokio::task::JoinSet::new(),
+            queue: vectors::EmbedQueue::default(),
+            cache: Arc::new(VectorCache::default()),
         }
     }
 

@@ -14,6 +14,7 @@ use crate::admission::Admission;
 use crate::behavior::Behaviors;
 use crate::cluster::{Cluster, ClusterConfig, View};
 use crate::coordinator::{CoordinatorError, CoordinatorMsg};
+use crate::embedding::{Embedding, VectorCache};
 use crate::gateway::ledger::{Ledger, Spend};
 use crate::gateway::sink::DeltaSink;
 use crate::gateway::{
@@ -25,7 +26,7 @@ use crate::names::{Names, lookup};
 use crate::network_supervisor::{AgentView, NetworkError, NetworkMsg};
 use crate::node_supervisor::{NetworkStatus, NodeArgs, NodeMsg, NodeSupervisor};
 use crate::rpc::{CallError, ask};
-use crate::search::{Embedder, HashingEmbedder};
+use crate::search::HashingEmbedder;
 use crate::settings::Settings;
 use crate::store::{Store, StoreError};
 use crate::types::{
@@ -42,8 +43,8 @@ pub struct NodeOptions {
     pub store: Arc<dyn Store>,
     /// How many memory shards.
     pub memory_shards: u32,
-    /// Turns memory text into vectors for search.
-    pub embedder: Arc<dyn Embedder>,
+    /// Turns memory text into vectors for search: in process, or a provider's embedding API.
+    pub embedder: Embedding,
     /// Per-network vector indexes switch from exact scan to HNSW past this many items.
     pub ann_threshold: usize,
     /// How often the janitor sweeps memory (none: never; tests sweep by hand).
@@ -75,7 +76,7 @@ impl NodeOptions {
             name: name.to_owned(),
             store,
             memory_shards: 4,
-            embedder: Arc::new(HashingEmbedder::new(512)),
+            embedder: Embedding::from(HashingEmbedder::new(512)),
             ann_threshold: 20_000,
             sweep_interval: Some(Duration::from_secs(30)),
             retention: Retention::default(),
@@ -137,12 +138,24 @@ pub enum NodeError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The embedding provider failed, so a search could not be ranked.
+    #[error("{message}")]
+    EmbeddingUnavailable {
+        /// The provider's configured name.
+        provider: String,
+        /// What happened, naming the provider and model.
+        message: String,
+    },
 }
 
 impl From<MemoryError> for NodeError {
     fn from(e: MemoryError) -> Self {
         match e {
             MemoryError::Store(s) => NodeError::Store(s),
+            MemoryError::Embedding(e) => NodeError::EmbeddingUnavailable {
+                provider: e.provider.clone(),
+                message: e.to_string(),
+            },
             other => NodeError::Unavailable {
                 component: "memory",
                 message: other.to_string(),
@@ -222,7 +235,6 @@ pub struct Health {
 }
 
 struct Inner {
-    embedder: Arc<dyn Embedder>,
     retention: Retention,
     names: Names,
     ledger: Arc<Ledger>,
@@ -279,6 +291,9 @@ impl Node {
             gateway: gateway_config.clone(),
             ledger: ledger.clone(),
             embedder: options.embedder.clone(),
+            vector_caches: (0..options.memory_shards.max(1))
+                .map(|_| Arc::new(VectorCache::default()))
+                .collect(),
             ann_threshold: options.ann_threshold,
             sweep_interval: options.sweep_interval,
             retention: options.retention,
@@ -298,7 +313,6 @@ impl Node {
             })?;
         Ok(Node {
             inner: Arc::new(Inner {
-                embedder: options.embedder,
                 retention: options.retention,
                 ledger,
                 gateway: gateway_config,
@@ -728,9 +742,8 @@ impl Node {
         query: &MemoryQuery,
     ) -> Result<Vec<(MemoryItem, f32)>, NodeError> {
         self.record(network).await?;
-        let vector = self.inner.embedder.embed(text);
         let started = Instant::now();
-        let hits = self.inner.memory.search(network, vector, query).await?;
+        let hits = self.inner.memory.relevant(network, text, query).await?;
         metrics::histogram!("aimesh_memory_search_duration_seconds")
             .record(started.elapsed().as_secs_f64());
         Ok(hits)
@@ -738,7 +751,7 @@ impl Node {
 
     /// The name of the embedder used for search.
     pub fn embedder_name(&self) -> String {
-        self.inner.embedder.name().to_owned()
+        self.inner.memory.embedder().name().to_owned()
     }
 
     /// Creates a session.

@@ -33,6 +33,7 @@ use crate::behavior::Behaviors;
 use crate::cluster::member::{ClusterMember, MemberArgs, MemberMsg};
 use crate::cluster::{Cluster, Owner};
 use crate::coordinator::CoordinatorMsg;
+use crate::embedding::{Embedding, VectorCache};
 use crate::gateway::ledger::Ledger;
 use crate::gateway::{Gateway, GatewayArgs, GatewayConfig, GatewayMsg};
 use crate::guest::{GuestArgs, GuestHost, GuestMsg};
@@ -42,7 +43,6 @@ use crate::memory_shard::{MemoryShard, ShardArgs, ShardMsg};
 use crate::names::Names;
 use crate::network_supervisor::{NetworkArgs, NetworkMsg, NetworkSupervisor};
 use crate::policy::{Decision, RestartWindow};
-use crate::search::Embedder;
 use crate::settings::Settings;
 use crate::store::{Store, StoreError};
 use crate::types::{FailureCode, NetworkRecord, Retention, TaskError, TaskEvent, TaskStatus, now};
@@ -96,7 +96,9 @@ pub struct NodeArgs {
     /// Spend and budgets.
     pub ledger: Arc<Ledger>,
     /// Turns memory text into vectors.
-    pub embedder: Arc<dyn Embedder>,
+    pub embedder: Embedding,
+    /// Each shard's provider vectors by content hash (outliving the shard's restarts).
+    pub vector_caches: Vec<Arc<VectorCache>>,
     /// Vector indexes switch to HNSW past this many items.
     pub ann_threshold: usize,
     /// How often the janitor sweeps.
@@ -324,6 +326,12 @@ impl NodeState {
                     shards: self.args.memory.shards(),
                     store: self.args.store.clone(),
                     embedder: self.args.embedder.clone(),
+                    vector_cache: self
+                        .args
+                        .vector_caches
+                        .get(index as usize)
+                        .cloned()
+                        .unwrap_or_default(),
                     ann_threshold: self.args.ann_threshold,
                     owned: self
                         .args

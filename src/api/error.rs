@@ -85,6 +85,14 @@ impl From<NodeError> for ApiError {
                     format!("{component} unavailable: {message}"),
                 )
             },
+            NodeError::EmbeddingUnavailable { message, .. } => ApiError {
+                retry_after: Some(5),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "embedding_unavailable",
+                    format!("memory search is unavailable: {message}"),
+                )
+            },
             NodeError::Store(e) => ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "store_error",

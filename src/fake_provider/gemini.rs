@@ -23,12 +23,19 @@ use super::text::{Answer, Stop, new_id};
 use super::wire::{self, Refusal, Rendered, Wire, error_response, sse};
 use super::{FakeProvider, Inner, errors};
 
-/// `POST /v1beta/models/{model}:{method}`.
+/// `POST /v1beta/models/{model}:{method}` (the embedding methods go to [`super::embed`]).
 pub(super) async fn generate(
     State(provider): State<FakeProvider>,
     Path(model_and_method): Path<String>,
     mut request: Request,
 ) -> Response {
+    if let Some((model, method)) = model_and_method.rsplit_once(':')
+        && !model.is_empty()
+        && matches!(method, "embedContent" | "batchEmbedContents")
+    {
+        let batch = method == "batchEmbedContents";
+        return super::embed::gemini(provider, model.to_owned(), batch, request).await;
+    }
     let parsed = model_and_method
         .rsplit_once(':')
         .and_then(|(model, method)| match method {
@@ -505,11 +512,8 @@ mod tests {
         .await;
         assert_eq!(status, 400);
         assert_eq!(body_json(&bytes)["error"]["status"], "INVALID_ARGUMENT");
-        let (status, _, bytes) = send(
-            &fake,
-            gemini_request("g:embedContent", Some("k"), body("x")),
-        )
-        .await;
+        let (status, _, bytes) =
+            send(&fake, gemini_request("g:countTokens", Some("k"), body("x"))).await;
         assert_eq!(status, 404);
         assert_eq!(body_json(&bytes)["error"]["status"], "NOT_FOUND");
         let calls = fake.calls();

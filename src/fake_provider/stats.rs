@@ -17,7 +17,7 @@ pub const RECENT_CAPACITY: usize = 50;
 
 /// A snapshot of the calls the fake provider has received (`GET /_fake/calls`).
 ///
-/// Every request to a generation route is counted when it arrives, before auth
+/// Every request to a generation or embedding route is counted when it arrives, before auth
 /// checks, validation and faults; listing routes (`/v1/models`, `/api/tags`, …)
 /// and `/_fake` routes are not counted.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -39,6 +39,12 @@ pub struct CallStats {
     pub by_format_model: BTreeMap<Format, BTreeMap<String, u64>>,
     /// Faults applied, by `kind`; every kind is present.
     pub faults_by_kind: BTreeMap<String, u64>,
+    /// Requests to the embedding routes (also counted in `total`, by format and by model).
+    #[serde(default)]
+    pub embeddings: u64,
+    /// Texts those requests asked vectors for.
+    #[serde(default)]
+    pub embedded_inputs: u64,
     /// Requests by their `x-aimesh-idempotency-key` header (the calls aimesh makes for
     /// subtasks carry one), so a test can tell whether a call was repeated.
     #[serde(default)]
@@ -93,6 +99,8 @@ pub(crate) struct Stats {
     faulted: AtomicU64,
     rejected: AtomicU64,
     with_api_key: AtomicU64,
+    embeddings: AtomicU64,
+    embedded_inputs: AtomicU64,
     by_format: [AtomicU64; 4],
     by_model: DashMap<Box<str>, [AtomicU64; 4]>,
     by_kind: [AtomicU64; Fault::KINDS.len()],
@@ -110,6 +118,8 @@ impl Default for Stats {
             faulted: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             with_api_key: AtomicU64::new(0),
+            embeddings: AtomicU64::new(0),
+            embedded_inputs: AtomicU64::new(0),
             by_format: Default::default(),
             by_model: DashMap::new(),
             by_kind: Default::default(),
@@ -183,6 +193,12 @@ impl Stats {
         }
     }
 
+    /// Counts a request to an embedding route asking for `inputs` vectors.
+    pub(crate) fn embedding(&self, inputs: u64) {
+        self.embeddings.fetch_add(1, Ordering::Relaxed);
+        self.embedded_inputs.fetch_add(inputs, Ordering::Relaxed);
+    }
+
     /// Counts a request refused before faults (auth or validation).
     pub(crate) fn rejected(&self) {
         self.rejected.fetch_add(1, Ordering::Relaxed);
@@ -201,6 +217,8 @@ impl Stats {
             &self.faulted,
             &self.rejected,
             &self.with_api_key,
+            &self.embeddings,
+            &self.embedded_inputs,
         ]
         .into_iter()
         .chain(&self.by_format)
@@ -223,6 +241,8 @@ impl Stats {
             faulted: load(&self.faulted),
             rejected: load(&self.rejected),
             with_api_key: load(&self.with_api_key),
+            embeddings: load(&self.embeddings),
+            embedded_inputs: load(&self.embedded_inputs),
             ..CallStats::default()
         };
         for format in Format::ALL {

@@ -232,7 +232,7 @@ pub(crate) async fn handle<P: Wire>(provider: FakeProvider, request: Request) ->
 /// Kills the request's connection (no response bytes at all). Without a
 /// [`ConnHandle`] (router used outside [`FakeProvider::serve`]) the best
 /// approximation is a response whose body fails at once.
-fn reset(parts: &Parts) -> Response {
+pub(crate) fn reset(parts: &Parts) -> Response {
     if let Some(ConnectInfo(handle)) = parts.extensions.get::<ConnectInfo<ConnHandle>>() {
         handle.kill();
     }
@@ -241,7 +241,7 @@ fn reset(parts: &Parts) -> Response {
     response
 }
 
-fn respond<P: Wire>(inner: &Inner, rendered: Rendered, plan: BodyPlan) -> Response {
+pub(crate) fn respond<P: Wire>(inner: &Inner, rendered: Rendered, plan: BodyPlan) -> Response {
     let Rendered {
         content_type,
         frames,

@@ -5,6 +5,7 @@
 mod cli;
 mod cluster;
 mod durability;
+mod embeddings;
 mod gateway;
 mod seed;
 mod support;

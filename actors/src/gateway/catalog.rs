@@ -284,6 +284,11 @@ impl Catalog {
         self.providers.get(name)
     }
 
+    /// Every model.
+    pub fn models(&self) -> impl Iterator<Item = &Arc<ModelSpec>> {
+        self.models.values()
+    }
+
     /// One model.
     pub fn model(&self, name: &str) -> Option<&Arc<ModelSpec>> {
         self.models.get(name)

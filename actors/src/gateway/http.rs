@@ -141,6 +141,29 @@ impl HttpClient {
         }
     }
 
+    /// POSTs `body` to `url` with `headers` and reads the whole answer (any status), bounded like
+    /// a model call's. For requests that are not chat calls (the embedding APIs).
+    pub async fn post(
+        &self,
+        url: &str,
+        headers: &[(String, String)],
+        body: Vec<u8>,
+    ) -> Result<RawAnswer, ModelError> {
+        let mut builder = self.client.post(self.url(url)?).body(body);
+        for (k, v) in headers {
+            builder = builder.header(k, v);
+        }
+        let response = builder.send().await.map_err(|e| self.transport(&e))?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = self.read_body(response).await?;
+        Ok(RawAnswer {
+            status,
+            headers,
+            body,
+        })
+    }
+
     /// Sends a call and reads the whole answer (any status).
     pub async fn complete(
         &self,

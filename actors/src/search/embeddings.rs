@@ -189,6 +189,26 @@ pub fn parse(
     Ok(vectors)
 }
 
+/// The input tokens an answer reports, if its format reports them: OpenAI's
+/// `usage.prompt_tokens` (else `usage.total_tokens`), Ollama's `prompt_eval_count`. Gemini's
+/// `batchEmbedContents` reports none. Never fails: an unreadable body reports none.
+pub fn input_tokens(format: Format, body: &[u8]) -> Option<u64> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    match format {
+        Format::OpenAi => {
+            let usage = value.get("usage")?;
+            usage
+                .get("prompt_tokens")
+                .or_else(|| usage.get("total_tokens"))
+                .and_then(serde_json::Value::as_u64)
+        }
+        Format::Ollama => value
+            .get("prompt_eval_count")
+            .and_then(serde_json::Value::as_u64),
+        Format::Gemini => None,
+    }
+}
+
 #[derive(Deserialize)]
 struct OpenAiAnswer {
     data: Vec<OpenAiItem>,
@@ -287,6 +307,22 @@ mod tests {
         assert_eq!(
             join_url("https://a.b/vault", "v1", "x"),
             "https://a.b/vault/v1/x"
+        );
+    }
+
+    #[test]
+    fn input_tokens_come_from_the_usage_each_format_reports() {
+        let openai = br#"{"data":[],"usage":{"prompt_tokens":7,"total_tokens":7}}"#;
+        assert_eq!(input_tokens(Format::OpenAi, openai), Some(7));
+        let total_only = br#"{"usage":{"total_tokens":9}}"#;
+        assert_eq!(input_tokens(Format::OpenAi, total_only), Some(9));
+        let ollama = br#"{"embeddings":[],"prompt_eval_count":12}"#;
+        assert_eq!(input_tokens(Format::Ollama, ollama), Some(12));
+        assert_eq!(input_tokens(Format::Gemini, br#"{"embeddings":[]}"#), None);
+        assert_eq!(input_tokens(Format::OpenAi, b"not json"), None);
+        assert_eq!(
+            input_tokens(Format::OpenAi, br#"{"usage":{"prompt_tokens":-1}}"#),
+            None
         );
     }
 
