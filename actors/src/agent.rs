@@ -153,7 +153,13 @@ impl AgentState {
         if self.running.contains_key(&id) || self.queue.contains(|w| w.subtask == id) {
             return; // already here: redelivery after a coordinator restart
         }
-        self.queue.push(work.priority, work, Instant::now());
+        // A redelivered subtask (its agent crashed or its node was lost) had reached the head
+        // of a queue once already: it goes first within its priority.
+        if work.attempt > 1 {
+            self.queue.push_front(work.priority, work, Instant::now());
+        } else {
+            self.queue.push(work.priority, work, Instant::now());
+        }
     }
 
     fn cancel(&mut self, task: TaskId) {

@@ -315,11 +315,10 @@ impl Cluster {
     }
 
     pub(crate) fn publish(&self, view: View) {
+        // A fresh heartbeat carries each peer's own count of what we sent it, and our agents
+        // have counted what we placed here: start counting placements afresh.
         for m in &view.members {
-            if m.status != MemberStatus::Up {
-                // A fresh heartbeat carries the peer's own count of what we sent it.
-                self.inner.sent.remove(&m.name);
-            }
+            self.inner.sent.remove(&m.name);
         }
         let view = Arc::new(view);
         match self.inner.view.write() {
@@ -454,7 +453,12 @@ impl Cluster {
         let mut nodes: Vec<(&str, u32)> = Vec::with_capacity(view.members.len());
         for m in &view.members {
             match m.status {
-                MemberStatus::Up if !self.draining() => nodes.push((&m.name, self.load())),
+                MemberStatus::Up if !self.draining() => {
+                    // Placed here but not yet taken up by an agent counts too, or a burst (a
+                    // takeover resuming many tasks at once) would all stay here.
+                    let sent = self.inner.sent.get(&m.name).map(|s| *s).unwrap_or(0);
+                    nodes.push((&m.name, self.load().saturating_add(sent)));
+                }
                 MemberStatus::Alive if !m.draining && m.mutual => {
                     let sent = self.inner.sent.get(&m.name).map(|s| *s).unwrap_or(0);
                     nodes.push((&m.name, m.load.saturating_add(sent)));
@@ -479,11 +483,11 @@ impl Cluster {
                 }
             }
         };
-        if pick.0 == view.me {
-            return None;
-        }
         let name = pick.0.to_owned();
         *self.inner.sent.entry(name.clone()).or_insert(0) += 1;
+        if name == view.me {
+            return None;
+        }
         Some(name)
     }
 

@@ -68,6 +68,18 @@ impl<T> AgingQueue<T> {
         self.len += 1;
     }
 
+    /// Queues an item at the front of its level: work that had already started elsewhere (a
+    /// redelivery) resumes before newer work of the same priority.
+    pub fn push_front(&mut self, priority: Priority, item: T, now: Instant) {
+        self.seq += 1;
+        self.levels[priority.index()].push_front(Entry {
+            seq: self.seq,
+            since: now,
+            item,
+        });
+        self.len += 1;
+    }
+
     /// Takes the next item as of `now`.
     pub fn pop(&mut self, now: Instant) -> Option<Popped<T>> {
         let level = self.best_level(now)?;
@@ -175,6 +187,18 @@ mod tests {
             vec![(1, 2), (1, 4), (2, 5), (3, 0), (3, 3), (5, 1), (5, 6)]
         );
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn redelivered_work_goes_first_within_its_level_but_not_past_higher_priority() {
+        let t0 = Instant::now();
+        let mut q = AgingQueue::new(Duration::from_secs(10));
+        q.push(p(3), "a", t0);
+        q.push(p(3), "b", t0);
+        q.push(p(2), "urgent", t0);
+        q.push_front(p(3), "redelivered", t0);
+        let order: Vec<_> = std::iter::from_fn(|| q.pop(t0).map(|e| e.item)).collect();
+        assert_eq!(order, vec!["urgent", "redelivered", "a", "b"]);
     }
 
     #[test]
