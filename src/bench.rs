@@ -5,7 +5,10 @@
 //!   throughput, with an open-loop load generator ([`load`]).
 //! - [`storage`]: durable writes and reads, search latency, submit-to-durable latency, beside
 //!   redis-server.
+//! - [`cluster`]: three node processes: cross-node round trip beside raw TCP, cross-node
+//!   subtask throughput, failure detection, redelivery and takeover after a SIGKILL.
 
+pub mod cluster;
 pub mod foundation;
 pub mod gateway;
 mod load;
@@ -22,6 +25,9 @@ pub enum Suite {
     Gateway(gateway::GatewayArgs),
     /// Durable memory writes and reads, search latency, submit-to-durable latency, beside redis.
     Storage(storage::StorageArgs),
+    /// Three nodes: cross-node round trip beside raw TCP, subtask throughput, failure detection
+    /// and recovery after a node is killed.
+    Cluster(cluster::ClusterArgs),
 }
 
 /// Runs a suite (the foundation suite by default).
@@ -39,5 +45,6 @@ pub async fn run(suite: Option<Suite>) -> anyhow::Result<()> {
         Some(Suite::Foundation(args)) => foundation::run(args).await,
         Some(Suite::Gateway(args)) => gateway::run(args).await,
         Some(Suite::Storage(args)) => storage::run(args).await,
+        Some(Suite::Cluster(args)) => cluster::run(args).await,
     }
 }
