@@ -449,7 +449,7 @@ fn validate(
         path,
         "cluster.takeover_margin_ms",
         cluster.takeover_margin_ms,
-        400,
+        300,
         0..=600_000,
     )?;
     if takeover_margin < heartbeat {

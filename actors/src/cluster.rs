@@ -84,7 +84,7 @@ impl ClusterConfig {
             cookie: cookie.to_owned(),
             heartbeat: Duration::from_millis(200),
             failure_timeout: Duration::from_millis(1000),
-            takeover_margin: Duration::from_millis(400),
+            takeover_margin: Duration::from_millis(300),
             shared_store: false,
             tls: None,
         }

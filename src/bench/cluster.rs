@@ -60,7 +60,7 @@ pub struct ClusterArgs {
 const NAMES: [&str; 3] = ["n1", "n2", "n3"];
 const HEARTBEAT_MS: u64 = 200;
 const FAILURE_TIMEOUT_MS: u64 = 1000;
-const TAKEOVER_MARGIN_MS: u64 = 400;
+const TAKEOVER_MARGIN_MS: u64 = 300;
 const TASK: &str = "Create an email campaign for a new product launch targeting tech professionals";
 
 fn free_port() -> anyhow::Result<u16> {
