@@ -10,46 +10,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Api, Proc, binary, eventually, free_port, spawn};
-
-/// A fake provider process the nodes' model calls go to (it counts calls by idempotency key).
-struct Fake {
-    url: String,
-    _proc: Proc,
-}
-
-fn fake(latency_ms: u64) -> Fake {
-    let port = free_port();
-    let proc = spawn(&[
-        "fake-provider",
-        "--port",
-        &port.to_string(),
-        "--latency-ms",
-        &latency_ms.to_string(),
-    ]);
-    eventually(Duration::from_secs(20), "the fake provider", || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-    });
-    Fake {
-        url: format!("http://127.0.0.1:{port}"),
-        _proc: proc,
-    }
-}
-
-impl Fake {
-    fn calls_by_key(&self) -> HashMap<String, u64> {
-        let v: Value = reqwest::blocking::get(format!("{}/_fake/calls", self.url))
-            .unwrap()
-            .json()
-            .unwrap();
-        v["by_idempotency_key"]
-            .as_object()
-            .unwrap()
-            .iter()
-            .map(|(k, n)| (k.clone(), n.as_u64().unwrap()))
-            .collect()
-    }
-}
+use crate::support::{Api, Fake, Proc, binary, eventually, fake, free_port};
 
 /// Three nodes n1..n3 of one cluster file.
 struct Cluster {

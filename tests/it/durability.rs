@@ -8,30 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Api, Proc, binary, cluster_file, eventually, free_port, spawn};
-
-struct Fake {
-    url: String,
-    _proc: Proc,
-}
-
-fn fake(latency_ms: u64) -> Fake {
-    let port = free_port();
-    let proc = spawn(&[
-        "fake-provider",
-        "--port",
-        &port.to_string(),
-        "--latency-ms",
-        &latency_ms.to_string(),
-    ]);
-    eventually(Duration::from_secs(20), "the fake provider", || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-    });
-    Fake {
-        url: format!("http://127.0.0.1:{port}"),
-        _proc: proc,
-    }
-}
+use crate::support::{Api, Proc, binary, cluster_file, eventually, fake, free_port};
 
 fn node(config: &std::path::Path) -> Proc {
     Proc(
@@ -53,14 +30,6 @@ fn sigkill(p: &mut Proc) {
     )
     .unwrap();
     let _ = p.0.wait();
-}
-
-fn calls_by_key(fake: &Fake) -> Value {
-    reqwest::blocking::get(format!("{}/_fake/calls", fake.url))
-        .unwrap()
-        .json::<Value>()
-        .unwrap()["by_idempotency_key"]
-        .clone()
 }
 
 #[test]
@@ -140,22 +109,17 @@ fn a_node_killed_mid_batch_resumes_every_task_and_repeats_no_finished_call() {
         "every accepted task completes after the restart"
     );
     // No call that had finished before the kill was made again.
-    let by_key = calls_by_key(&fake);
+    let by_key = fake.calls_by_key();
     for key in &done_before {
         assert_eq!(
-            by_key[key].as_u64(),
+            by_key.get(key).copied(),
             Some(1),
-            "{key} was called {} times",
-            by_key[key]
+            "{key} was called {:?} times",
+            by_key.get(key)
         );
     }
     // And every subtask's result is journaled once: its attempts say redeliveries happened.
-    let total: u64 = by_key
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|v| v.as_u64().unwrap())
-        .sum();
+    let total: u64 = by_key.values().sum();
     let units = tasks
         .iter()
         .map(|t| t["subtasks"].as_array().unwrap().len() + 1)

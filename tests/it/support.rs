@@ -128,3 +128,44 @@ impl Api {
         });
     }
 }
+
+/// A fake provider process (`aimesh fake-provider`) on a free port, stopped on drop.
+pub struct Fake {
+    pub url: String,
+    _proc: Proc,
+}
+
+/// Starts a fake provider answering after `latency_ms`.
+pub fn fake(latency_ms: u64) -> Fake {
+    let port = free_port();
+    let proc = spawn(&[
+        "fake-provider",
+        "--port",
+        &port.to_string(),
+        "--latency-ms",
+        &latency_ms.to_string(),
+    ]);
+    eventually(Duration::from_secs(20), "the fake provider", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+    Fake {
+        url: format!("http://127.0.0.1:{port}"),
+        _proc: proc,
+    }
+}
+
+impl Fake {
+    /// Calls received, by idempotency key.
+    pub fn calls_by_key(&self) -> std::collections::HashMap<String, u64> {
+        let v: Value = reqwest::blocking::get(format!("{}/_fake/calls", self.url))
+            .unwrap()
+            .json()
+            .unwrap();
+        v["by_idempotency_key"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, n)| (k.clone(), n.as_u64().unwrap()))
+            .collect()
+    }
+}
