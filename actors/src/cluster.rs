@@ -491,6 +491,16 @@ impl Cluster {
         Some(name)
     }
 
+    /// Leases on subtasks placed on peers: how often a guest host renews them, and how long an
+    /// owner waits for a renewal before it redelivers the subtask (`None` when not clustered).
+    /// A lease covers what the failure detector cannot see: work a peer dropped or never got
+    /// (an owner it briefly thought lost, a cast lost with a session) while both stayed alive.
+    pub fn lease(&self) -> Option<(Duration, Duration)> {
+        let c = self.inner.config.as_ref()?;
+        let renew = c.heartbeat * 2;
+        Some((renew, (c.failure_timeout * 2).max(renew * 4)))
+    }
+
     /// The endpoint of peer `name`, if connected.
     pub fn endpoint(&self, name: &str) -> Option<ActorRef<EndpointMsg>> {
         endpoint::remote(name)

@@ -35,6 +35,7 @@ use crate::gateway::{ModelError, ModelResponse};
 use crate::ids::{AgentId, NetworkId, SubtaskId, TaskId};
 use crate::memory::MemoryClient;
 use crate::names::Names;
+use crate::owned::OwnedTask;
 use crate::planner::Vocabulary;
 use crate::sched::AgingQueue;
 use crate::stats::AgentStats;
@@ -100,6 +101,15 @@ pub enum CoordinatorMsg {
     /// From the node supervisor: these nodes were lost (dead, restarted, or cut off); the open
     /// subtasks placed there are redelivered.
     NodesLost(Vec<String>),
+    /// From a peer's guest host: it still holds these subtasks (renews their leases).
+    Held {
+        /// The peer.
+        node: String,
+        /// Which subtasks.
+        subtasks: Vec<SubtaskId>,
+    },
+    /// Internal: redeliver subtasks on peers whose lease lapsed.
+    LeaseCheck,
     /// Current load.
     Load(RpcReplyPort<CoordinatorLoad>),
 }
@@ -206,6 +216,8 @@ pub struct CoordinatorState {
     active: usize,
     /// Tasks announcing their end once it is durable.
     finalizers: tokio::task::JoinSet<()>,
+    /// Checks the leases of subtasks placed on peers (clustered networks only).
+    _lease_ticker: Option<OwnedTask>,
 }
 
 /// The coordinator actor.
@@ -218,10 +230,27 @@ impl Actor for Coordinator {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<CoordinatorMsg>,
+        myself: ActorRef<CoordinatorMsg>,
         args: CoordinatorArgs,
     ) -> Result<CoordinatorState, ActorProcessingErr> {
+        let lease_ticker = args
+            .cluster
+            .lease()
+            .filter(|_| args.spread)
+            .map(|(every, _)| {
+                OwnedTask::spawn(async move {
+                    let mut tick = tokio::time::interval(every);
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    loop {
+                        tick.tick().await;
+                        if myself.cast(CoordinatorMsg::LeaseCheck).is_err() {
+                            break;
+                        }
+                    }
+                })
+            });
         Ok(CoordinatorState {
+            _lease_ticker: lease_ticker,
             agents: args.agents.clone(),
             waiting: AgingQueue::new(args.aging),
             live: HashMap::new(),
@@ -273,6 +302,8 @@ impl Actor for Coordinator {
             CoordinatorMsg::AgentUp { agent, crash } => state.agent_up(agent, crash).await?,
             CoordinatorMsg::AgentDown(agent) => state.agent_down(agent, &myself).await?,
             CoordinatorMsg::NodesLost(nodes) => state.nodes_lost(&nodes).await?,
+            CoordinatorMsg::Held { node, subtasks } => state.held(&node, &subtasks),
+            CoordinatorMsg::LeaseCheck => state.lease_check().await?,
             CoordinatorMsg::Escalated {
                 agent,
                 reason,

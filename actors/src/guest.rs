@@ -6,7 +6,9 @@
 //! the owner's coordinator through the cluster. The host keeps each guest's unreported work:
 //! a guest that crashes is restarted (3 restarts in 5 s, per guest) and its work redelivered;
 //! past that, the work is reported failed, naming the agent and this node. When an owner is
-//! lost, its work here is dropped: the owner's successor redelivers it.
+//! lost, its work here is dropped: the owner's successor redelivers it. The host renews the
+//! owners' leases on the work it holds every two heartbeats; an owner redelivers work whose
+//! lease lapses (dropped here while the owner was merely suspected, or a lost report).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -51,6 +53,8 @@ pub enum GuestMsg {
     OwnersLost(Vec<String>),
     /// Stop idle guests.
     Sweep,
+    /// Renew the owners' leases on the work held here.
+    Renew,
     /// How many guest agents and subtasks are here.
     Count(ractor::RpcReplyPort<(usize, usize)>),
 }
@@ -90,6 +94,7 @@ pub struct GuestState {
     guests: HashMap<(NetworkId, AgentId), Guest>,
     by_actor: HashMap<ActorId, (NetworkId, AgentId)>,
     _sweeper: OwnedTask,
+    _renewer: Option<OwnedTask>,
 }
 
 /// The guest host actor.
@@ -115,11 +120,25 @@ impl Actor for GuestHost {
                 }
             }
         });
+        let renewer = args.cluster.lease().map(|(every, _)| {
+            let me = myself.clone();
+            OwnedTask::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    if me.cast(GuestMsg::Renew).is_err() {
+                        break;
+                    }
+                }
+            })
+        });
         Ok(GuestState {
             args,
             guests: HashMap::new(),
             by_actor: HashMap::new(),
             _sweeper: sweeper,
+            _renewer: renewer,
         })
     }
 
@@ -140,6 +159,7 @@ impl Actor for GuestHost {
             }
             GuestMsg::OwnersLost(owners) => state.owners_lost(&owners),
             GuestMsg::Sweep => state.sweep(),
+            GuestMsg::Renew => state.renew(),
             GuestMsg::Count(reply) => {
                 let open = state.guests.values().map(|g| g.open.len()).sum();
                 let _ = reply.send((state.guests.len(), open));
@@ -288,6 +308,27 @@ impl GuestState {
                 self.by_actor.remove(&actor.get_id());
                 actor.stop(Some("its network's owner was lost".into()));
             }
+        }
+    }
+
+    /// Tells each owner which of its subtasks are held here, one report per network.
+    fn renew(&self) {
+        let mut held: HashMap<(&str, NetworkId), Vec<SubtaskId>> = HashMap::new();
+        for g in self.guests.values().filter(|g| !g.open.is_empty()) {
+            held.entry((g.owner.as_str(), g.network))
+                .or_default()
+                .extend(g.open.keys().copied());
+        }
+        let node = self.args.names.node();
+        for ((owner, network), subtasks) in held {
+            let report = Report::Holding {
+                network,
+                node: node.to_owned(),
+                subtasks,
+            };
+            self.args
+                .cluster
+                .cast(owner, &Cast::Report(Box::new(report)));
         }
     }
 

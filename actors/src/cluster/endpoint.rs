@@ -142,6 +142,11 @@ impl EndpointArgs {
                 self.memory.put_detached(*item);
                 return;
             }
+            Report::Holding {
+                network,
+                node,
+                subtasks,
+            } => (network, CoordinatorMsg::Held { node, subtasks }),
         };
         match lookup::<CoordinatorMsg>(&self.names.coordinator(network)) {
             Some(c) => {

@@ -130,6 +130,16 @@ pub enum Report {
     },
     /// The agent wrote to shared memory (which lives with the network's owner).
     Remember(Box<MemoryItem>),
+    /// The guest host still holds these subtasks of `network` (queued or running): it renews
+    /// the owner's lease on them. An owner redelivers a subtask whose lease is not renewed.
+    Holding {
+        /// The network.
+        network: NetworkId,
+        /// The node that holds them.
+        node: String,
+        /// Which subtasks.
+        subtasks: Vec<SubtaskId>,
+    },
 }
 
 /// A request to another node that wants an answer.

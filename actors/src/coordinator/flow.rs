@@ -322,23 +322,98 @@ impl CoordinatorState {
                 None
             }
         };
+        let lease = node
+            .as_ref()
+            .and_then(|_| self.lease_ttl())
+            .map(|ttl| Instant::now() + ttl);
         if let Some(sub) = self.live.get_mut(&task).and_then(|l| l.sub_mut(step)) {
             sub.node = node;
+            sub.lease = lease;
         }
         Ok(())
     }
 
+    fn lease_ttl(&self) -> Option<Duration> {
+        self.args.cluster.lease().map(|(_, ttl)| ttl)
+    }
+
+    /// A peer still holds these subtasks: their leases are renewed.
+    pub(super) fn held(&mut self, node: &str, subtasks: &[SubtaskId]) {
+        let Some(ttl) = self.lease_ttl() else {
+            return;
+        };
+        let until = Instant::now() + ttl;
+        for id in subtasks {
+            if let Some(sub) = self
+                .live
+                .get_mut(&id.task)
+                .and_then(|l| l.sub_mut(id.step))
+                .filter(|s| !s.status.is_terminal() && s.node.as_deref() == Some(node))
+            {
+                sub.lease = Some(until);
+            }
+        }
+    }
+
+    /// Redelivers the open subtasks on peers whose lease lapsed: the peer is alive (or it
+    /// would have been declared lost) but no longer holds them.
+    pub(super) async fn lease_check(&mut self) -> Result<(), StoreError> {
+        let now = Instant::now();
+        let mut lapsed = Vec::new();
+        for (task, live) in &self.live {
+            for sub in live.current() {
+                if !sub.status.is_terminal()
+                    && sub.node.is_some()
+                    && sub.lease.is_some_and(|until| until <= now)
+                {
+                    lapsed.push((*task, sub.step));
+                }
+            }
+        }
+        if !lapsed.is_empty() {
+            tracing::warn!(
+                network = %self.args.network,
+                subtasks = lapsed.len(),
+                "leases on subtasks placed on peers lapsed; redelivering them"
+            );
+        }
+        self.redeliver(lapsed, "lease_expired", |from, step, attempt| {
+            format!(
+                "node {from} stopped holding step {step} (its lease lapsed); redelivered (attempt {attempt})"
+            )
+        })
+        .await
+    }
+
     /// Redelivers the open subtasks placed on nodes that were lost.
     pub(super) async fn nodes_lost(&mut self, nodes: &[String]) -> Result<(), StoreError> {
+        let mut lost = Vec::new();
+        for (task, live) in &self.live {
+            lost.extend(live.open_at(nodes).into_iter().map(|step| (*task, step)));
+        }
+        self.redeliver(lost, "node_lost", |from, step, attempt| {
+            format!(
+                "node {from} was lost while it ran step {step}; redelivered (attempt {attempt})"
+            )
+        })
+        .await
+    }
+
+    /// Sends these open subtasks again (same id, next attempt), noting why on each task.
+    async fn redeliver(
+        &mut self,
+        subtasks: Vec<(TaskId, u32)>,
+        code: &str,
+        message: impl Fn(&str, u32, u32) -> String,
+    ) -> Result<(), StoreError> {
         let mut redeliver = Vec::new();
-        for (task, live) in &mut self.live {
-            for step in live.open_at(nodes) {
-                if let Some(sub) = live.sub_mut(step) {
-                    sub.attempts += 1;
-                    sub.status = SubtaskStatus::Pending;
-                    let from = sub.node.take().unwrap_or_default();
-                    redeliver.push((*task, step, sub.attempts, from));
-                }
+        for (task, step) in subtasks {
+            if let Some(sub) = self.live.get_mut(&task).and_then(|l| l.sub_mut(step)) {
+                sub.attempts += 1;
+                sub.status = SubtaskStatus::Pending;
+                sub.lease = None;
+                let from = sub.node.take().unwrap_or_default();
+                redeliver.push((task, step, sub.attempts, from));
             }
         }
         for (task, step, attempt, from) in redeliver {
@@ -348,10 +423,8 @@ impl CoordinatorState {
                 task,
                 TaskEvent::Noted(TaskNote {
                     at: now(),
-                    code: "node_lost".into(),
-                    message: format!(
-                        "node {from} was lost while it ran step {step}; redelivered (attempt {attempt})"
-                    ),
+                    code: code.into(),
+                    message: message(&from, step, attempt),
                     agent_id: None,
                 }),
             )
@@ -377,6 +450,11 @@ impl CoordinatorState {
             return Ok(());
         };
         sub.status = SubtaskStatus::Running;
+        if sub.node.as_deref() == Some(node.as_str())
+            && let Some(ttl) = self.args.cluster.lease().map(|(_, ttl)| ttl)
+        {
+            sub.lease = Some(Instant::now() + ttl);
+        }
         self.journal(
             subtask.task,
             TaskEvent::SubtaskStarted {

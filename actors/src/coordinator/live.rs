@@ -35,6 +35,8 @@ pub(super) struct Sub {
     pub replaces: Option<u32>,
     /// The node it was sent to (`None`: this one).
     pub node: Option<String>,
+    /// Sent to a peer: redelivered unless that peer renews its hold on it before this.
+    pub lease: Option<tokio::time::Instant>,
 }
 
 impl Sub {
@@ -51,6 +53,7 @@ impl Sub {
             error: r.error.clone(),
             replaces: r.replaces,
             node: None,
+            lease: None,
         }
     }
 }
