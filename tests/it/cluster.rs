@@ -340,6 +340,15 @@ fn a_node_killed_during_200_tasks_loses_none_then_restarts_and_rejoins() {
     eventually(Duration::from_secs(30), "the victim declared dead", || {
         (cluster.status_of(owner_i, &victim_name) == "dead").then_some(())
     });
+    // A dead node holds nothing: health shows no stale load for it.
+    let view = cluster.view(owner_i);
+    let dead = view["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == victim_name.as_str())
+        .unwrap();
+    assert_eq!(dead["load"], 0, "{dead}");
 
     let tasks = wait_terminal(&cluster, owner_i, &net, &ids);
     assert_none_lost_or_duplicated(&cluster, owner_i, &net, &tasks);

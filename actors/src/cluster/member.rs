@@ -552,7 +552,11 @@ impl MemberState {
                     name: name.clone(),
                     address: p.addr.clone(),
                     status,
-                    load: p.heartbeat.as_ref().map(|h| h.load).unwrap_or(0),
+                    // A dead node holds nothing (its work was redelivered): no stale load.
+                    load: match status {
+                        MemberStatus::Dead => 0,
+                        _ => p.heartbeat.as_ref().map(|h| h.load).unwrap_or(0),
+                    },
                     incarnation: p.heartbeat.as_ref().map(|h| h.incarnation).unwrap_or(0),
                     last_heard_ms: p
                         .last_heard

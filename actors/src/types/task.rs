@@ -471,6 +471,8 @@ impl TaskRecord {
                 if let Some(s) = self.subtask_mut(step).filter(|s| !s.status.is_terminal()) {
                     s.status = SubtaskStatus::Pending;
                     s.attempts = s.attempts.max(attempt);
+                    // Not running anywhere until the next delivery starts.
+                    s.node = None;
                 }
             }
             TaskEvent::SubtaskFinished { step, at, outcome } => {
@@ -724,6 +726,34 @@ mod tests {
         });
         assert_eq!(t.status, TaskStatus::Failed);
         assert_eq!(t.summary().subtasks_completed, 1);
+    }
+
+    #[test]
+    fn a_redelivered_subtask_names_no_node_until_it_starts_again() {
+        let mut t = record();
+        let at = now();
+        t.apply(TaskEvent::Processing { at });
+        t.apply(TaskEvent::Planned {
+            iteration: 1,
+            subtasks: vec![sub(t.task_id, 1)],
+        });
+        let started = |node: &str, attempt| TaskEvent::SubtaskStarted {
+            step: 1,
+            attempt,
+            at,
+            node: Some(node.into()),
+        };
+        t.apply(started("n2", 1));
+        assert_eq!(t.subtasks[0].node.as_deref(), Some("n2"));
+        t.apply(TaskEvent::SubtaskRedelivered {
+            step: 1,
+            attempt: 2,
+        });
+        assert_eq!(t.subtasks[0].status, SubtaskStatus::Pending);
+        assert_eq!(t.subtasks[0].node, None);
+        assert_eq!(t.subtasks[0].attempts, 2);
+        t.apply(started("n3", 2));
+        assert_eq!(t.subtasks[0].node.as_deref(), Some("n3"));
     }
 
     #[test]
