@@ -396,6 +396,10 @@ impl NodeState {
         self.args
             .ledger
             .set_network_budget(network, record.budget_usd);
+        if self.args.ledger.network(network).limit.is_some() {
+            let spent = journaled_spend(&*self.args.store, network).await?;
+            self.args.ledger.restore_network_spend(network, spent);
+        }
         // Networks with a budget keep their model calls here, where the ledger reserves exactly.
         let spread =
             self.args.cluster.enabled() && self.args.ledger.network(network).limit.is_none();
@@ -605,5 +609,31 @@ impl NodeState {
             self.args.watch.finished(task.task_id, TaskStatus::Failed);
         }
         Ok(())
+    }
+}
+
+/// What a network's journaled tasks cost (its spend before this node started it).
+async fn journaled_spend(
+    store: &dyn crate::store::Store,
+    network: NetworkId,
+) -> Result<crate::types::Usd, crate::store::StoreError> {
+    const PAGE: usize = 1000;
+    let mut spent = crate::types::Usd(0);
+    let mut offset = 0;
+    loop {
+        let query = crate::types::TaskQuery {
+            status: None,
+            limit: PAGE,
+            offset,
+        };
+        let page = store.tasks(network, &query).await?;
+        let n = page.items.len();
+        for t in page.items {
+            spent = spent.saturating_add(t.cost_usd);
+        }
+        if n < PAGE {
+            return Ok(spent);
+        }
+        offset += n;
     }
 }

@@ -106,6 +106,16 @@ impl Ledger {
             .store(limit, Ordering::Release);
     }
 
+    /// Raises a network's settled spend to `spent` (what its journaled tasks cost, when the
+    /// network starts on this node after a restart or a takeover). Never lowers it.
+    pub fn restore_network_spend(&self, network: NetworkId, spent: Usd) {
+        self.networks
+            .entry(network)
+            .or_insert_with(|| Account::new(None))
+            .spent
+            .fetch_max(spent.0, Ordering::AcqRel);
+    }
+
     /// Forgets a deleted network.
     pub fn forget(&self, network: NetworkId) {
         self.networks.remove(&network);

@@ -565,6 +565,7 @@ impl TaskRecord {
             started_at: self.started_at,
             finished_at: self.finished_at,
             duration_ms: self.duration_ms,
+            cost_usd: self.usage.cost_usd,
         }
     }
 }
@@ -601,6 +602,10 @@ pub struct TaskSummary {
     pub finished_at: Option<Timestamp>,
     /// Milliseconds from start to end.
     pub duration_ms: Option<u64>,
+    /// What its model calls cost so far (a network's spend is restored from these when it
+    /// starts on a node, so a budget holds across restarts and takeovers).
+    #[serde(default)]
+    pub cost_usd: Usd,
 }
 
 /// A task listing query.

@@ -490,6 +490,20 @@ async fn task_cost_rolls_up_exactly_from_subtasks_to_task_to_network() {
     let view = node.network(net).await.unwrap();
     assert_eq!(view.spend.spent, done.usage.cost_usd);
     assert_eq!(view.spend.limit, Some(Usd::from_dollars(10.0)));
+
+    // The network starts again on a node over the same store (a restart, or a takeover): its
+    // spend is restored from the journal, so the budget still holds.
+    let store = node.store().clone();
+    node.shutdown().await;
+    let mut opts = crate::support::options();
+    opts.store = store;
+    opts.providers.push(p.clone());
+    opts.gateway.catalog.add_model(priced("paid"));
+    let again = Node::start(opts).await.unwrap();
+    let view = again.network(net).await.unwrap();
+    assert_eq!(view.spend.spent, done.usage.cost_usd);
+    assert!(view.spend.spent > Usd(0));
+    again.shutdown().await;
 }
 
 #[tokio::test]
