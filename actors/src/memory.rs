@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::future::join_all;
 
 use crate::embedding::{Embedding, EmbeddingError};
-use crate::ids::NetworkId;
+use crate::ids::{MemoryId, NetworkId};
 use crate::memory_shard::{ShardMsg, ShardPage};
 use crate::names::{Names, lookup};
 use crate::placement::shard_of;
@@ -41,6 +41,8 @@ pub struct MemoryClient {
     shards: u32,
     timeout: Duration,
     embedder: Embedding,
+    /// The store, when it keeps and searches vectors itself (pgvector).
+    store: Option<std::sync::Arc<dyn crate::store::Store>>,
 }
 
 impl std::fmt::Debug for MemoryClient {
@@ -62,7 +64,16 @@ impl MemoryClient {
             shards: shards.max(1),
             timeout,
             embedder,
+            store: None,
         }
+    }
+
+    /// Searches run in `store` when it has its own vector index (PostgreSQL with pgvector).
+    pub fn with_store(mut self, store: std::sync::Arc<dyn crate::store::Store>) -> Self {
+        if store.vectors().is_some() {
+            self.store = Some(store);
+        }
+        self
     }
 
     /// The items of a network most relevant to `text` (by the shards' embedder), best first,
@@ -188,6 +199,9 @@ impl MemoryClient {
         vector: Vec<f32>,
         query: &MemoryQuery,
     ) -> Result<Vec<(MemoryItem, f32)>, MemoryError> {
+        if let Some(vs) = self.store.as_ref().and_then(|s| s.vectors()) {
+            return self.search_store(vs, network, &vector, query).await;
+        }
         let vector = std::sync::Arc::new(vector);
         let calls = (0..self.shards).map(|shard| {
             let vector = vector.clone();
@@ -207,6 +221,57 @@ impl MemoryClient {
         all.sort_by(|a, b| b.1.total_cmp(&a.1).then(b.0.memory_id.cmp(&a.0.memory_id)));
         all.truncate(query.limit);
         Ok(all)
+    }
+
+    /// A search in the store's vector index: its nearest items, kept if they match the
+    /// filters (the shards hold the items), asking for more while filters leave too few.
+    async fn search_store(
+        &self,
+        vs: &dyn crate::store::VectorStore,
+        network: NetworkId,
+        vector: &[f32],
+        query: &MemoryQuery,
+    ) -> Result<Vec<(MemoryItem, f32)>, MemoryError> {
+        /// The most candidates one search reads.
+        const MAX_CANDIDATES: usize = 20_000;
+        if query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        // What was acknowledged before this search is found by it.
+        vs.flush().await;
+        let mut limit = query.limit.saturating_mul(4).clamp(64, MAX_CANDIDATES);
+        loop {
+            let hits = vs
+                .nearest(network, self.embedder.name(), vector, limit)
+                .await?;
+            let got = hits.len();
+            let mut by_shard: std::collections::HashMap<u32, Vec<(MemoryId, f32)>> =
+                std::collections::HashMap::new();
+            for (id, score) in hits {
+                by_shard
+                    .entry(shard_of(network, id, self.shards))
+                    .or_default()
+                    .push((id, score));
+            }
+            let calls = by_shard.into_iter().map(|(shard, hits)| async move {
+                let actor = self.shard_ref(shard)?;
+                ask(&actor, self.timeout, |r| {
+                    ShardMsg::Resolve(network, hits, query.clone(), r)
+                })
+                .await
+                .map_err(|cause| MemoryError::ShardUnavailable { shard, cause })
+            });
+            let mut all = Vec::new();
+            for found in join_all(calls).await {
+                all.extend(found?);
+            }
+            if all.len() >= query.limit || got < limit || limit >= MAX_CANDIDATES {
+                all.sort_by(|a, b| b.1.total_cmp(&a.1).then(b.0.memory_id.cmp(&a.0.memory_id)));
+                all.truncate(query.limit);
+                return Ok(all);
+            }
+            limit = limit.saturating_mul(4).min(MAX_CANDIDATES);
+        }
     }
 
     /// One sweep over every shard as of `now`: expired items and items past their network's

@@ -70,6 +70,14 @@ pub enum ShardMsg {
     Embedded(Result<Vec<Vec<f32>>, EmbeddingError>),
     /// Internal: the back-off after a failed embedding is over; embed the waiting items.
     EmbedRetry,
+    /// The store found these items nearest a query (its own vector index): the ones here that
+    /// match the filters, with their scores.
+    Resolve(
+        NetworkId,
+        Vec<(MemoryId, f32)>,
+        MemoryQuery,
+        RpcReplyPort<Vec<(MemoryItem, f32)>>,
+    ),
 }
 
 /// One shard's answer to a query.
@@ -126,6 +134,8 @@ pub struct ShardState {
     queue: vectors::EmbedQueue,
     /// Provider vectors by content hash.
     cache: Arc<VectorCache>,
+    /// With the store's vector index: vectors made here, to be kept once their items are.
+    outbox: Vec<(NetworkId, MemoryId, Vec<f32>)>,
 }
 
 /// One network's items on this shard, by id (time order), by kind, and as vectors (the index
@@ -193,10 +203,9 @@ impl Actor for MemoryShard {
             pending: tokio::task::JoinSet::new(),
             queue: vectors::EmbedQueue::default(),
             cache: args.vector_cache,
+            outbox: Vec::new(),
         };
-        for item in loaded {
-            state.insert(item);
-        }
+        state.load(loaded).await?;
         state.pump(&myself);
         Ok(state)
     }
@@ -211,10 +220,22 @@ impl Actor for MemoryShard {
         match msg {
             ShardMsg::Put(item, reply) => {
                 let durable = state.store.put_memory(&item);
-                state.insert(*item);
+                state.insert(*item, true);
                 state.pump(&myself);
+                // Its vector is kept once the item is, before the write is acknowledged (a
+                // search after the acknowledgement finds it).
+                let vectors = std::mem::take(&mut state.outbox);
+                let store = state.store.clone();
+                let embedder = state.embedder.name().to_owned();
                 state.pending.spawn(async move {
                     let r = durable.await;
+                    if r.is_ok()
+                        && let Some(vs) = store.vectors()
+                    {
+                        for (network, id, vector) in vectors {
+                            vs.put(&embedder, network, id, vector);
+                        }
+                    }
                     match reply {
                         Some(reply) => {
                             let _ = reply.send(r);
@@ -279,13 +300,13 @@ impl Actor for MemoryShard {
                     .store
                     .load_network_memory(network, state.index, state.shards)
                     .await;
-                let r = loaded.map(|items| {
-                    let n = items.len();
-                    for item in items {
-                        state.insert(item);
+                let r = match loaded {
+                    Ok(items) => {
+                        let n = items.len();
+                        state.load(items).await.map(|()| n)
                     }
-                    n
-                });
+                    Err(e) => Err(e),
+                };
                 state.pump(&myself);
                 let _ = reply.send(r);
             }
@@ -298,14 +319,76 @@ impl Actor for MemoryShard {
             }
             ShardMsg::Embedded(result) => state.embedded(&myself, result),
             ShardMsg::EmbedRetry => state.retry(&myself),
+            ShardMsg::Resolve(network, hits, query, reply) => {
+                let _ = reply.send(state.resolve(network, hits, &query));
+            }
         }
+        // Vectors of items already durable (loaded, or embedded by a provider) go at once.
+        state.send_vectors();
         Ok(())
     }
 }
 
 impl ShardState {
-    /// Indexes `item`; with a provider embedder, its vector comes from the cache or later.
-    fn insert(&mut self, item: MemoryItem) {
+    /// Holds items loaded from the store; with the store's vector index, only those without a
+    /// kept vector are embedded.
+    async fn load(&mut self, items: Vec<MemoryItem>) -> Result<(), StoreError> {
+        let missing: Option<std::collections::HashSet<MemoryId>> = match self.store.vectors() {
+            Some(vs) => {
+                let ids: Vec<MemoryId> = items.iter().map(|i| i.memory_id).collect();
+                Some(
+                    vs.missing(self.embedder.name(), &ids)
+                        .await?
+                        .into_iter()
+                        .collect(),
+                )
+            }
+            None => None,
+        };
+        for item in items {
+            let embed = missing.as_ref().is_none_or(|m| m.contains(&item.memory_id));
+            self.insert(item, embed);
+        }
+        Ok(())
+    }
+
+    /// Hands the store the vectors made here (their items are durable).
+    fn send_vectors(&mut self) {
+        if self.outbox.is_empty() {
+            return;
+        }
+        let Some(vs) = self.store.vectors() else {
+            self.outbox.clear();
+            return;
+        };
+        for (network, id, vector) in self.outbox.drain(..) {
+            vs.put(self.embedder.name(), network, id, vector);
+        }
+    }
+
+    /// The items among the store's nearest hits that are here and match the filters.
+    fn resolve(
+        &self,
+        network: NetworkId,
+        hits: Vec<(MemoryId, f32)>,
+        query: &MemoryQuery,
+    ) -> Vec<(MemoryItem, f32)> {
+        let Some(n) = self.networks.get(&network) else {
+            return Vec::new();
+        };
+        hits.into_iter()
+            .filter_map(|(id, score)| {
+                n.items
+                    .get(&id)
+                    .filter(|i| query.matches(i))
+                    .map(|i| (i.clone(), score))
+            })
+            .collect()
+    }
+
+    /// Indexes `item` (`embed`: make its vector; false when the store keeps one already); with
+    /// a provider embedder, its vector comes from the cache or later.
+    fn insert(&mut self, item: MemoryItem, embed: bool) {
         let (network, id) = (item.network_id, item.memory_id);
         let text = search_text(&item);
         let n = self
@@ -323,6 +406,10 @@ impl ShardState {
         }
         if let Some(i) = n.items.get(&id) {
             n.by_kind[kind_index(i.kind)].insert(id);
+        }
+        if !embed {
+            self.queue.forget(&id);
+            return;
         }
         match &self.embedder {
             Embedding::Local(e) => {
@@ -515,6 +602,7 @@ mod tests {
             pending: tokio::task::JoinSet::new(),
             queue: vectors::EmbedQueue::default(),
             cache: Arc::new(VectorCache::default()),
+            outbox: Vec::new(),
         }
     }
 
@@ -526,7 +614,7 @@ mod tests {
         let kinds = [MemoryKind::Fact, MemoryKind::Decision, MemoryKind::Feedback];
         for n in 0..30u32 {
             let a = (n % 4 == 0).then_some(agent);
-            s.insert(item(net, kinds[n as usize % 3], n, a));
+            s.insert(item(net, kinds[n as usize % 3], n, a), true);
         }
         let q = MemoryQuery {
             kinds: vec![MemoryKind::Fact, MemoryKind::Feedback],
@@ -567,7 +655,7 @@ mod tests {
         let old = item(net, MemoryKind::Fact, 2, None);
         let keep = item(other, MemoryKind::Fact, 3, None);
         for i in [&ttl, &old, &keep] {
-            s.insert(i.clone());
+            s.insert(i.clone(), true);
         }
         let retention = HashMap::from([(
             net,
@@ -629,7 +717,7 @@ mod tests {
         for (kind, text) in texts {
             let mut i = item(net, kind, 0, None);
             i.content = serde_json::Value::from(text);
-            s.insert(i);
+            s.insert(i, true);
         }
         let embedder = HashingEmbedder::new(256);
         let q = MemoryQuery {

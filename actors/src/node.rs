@@ -266,7 +266,8 @@ impl Node {
             options.memory_shards,
             options.settings.call_timeout,
             options.embedder.clone(),
-        );
+        )
+        .with_store(options.store.clone());
         let admission = Arc::new(Admission::new(options.max_unfinished_tasks));
         let watch = Arc::new(TaskWatch::default());
         let statuses = Arc::new(DashMap::new());

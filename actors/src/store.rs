@@ -223,4 +223,30 @@ pub trait Store: Send + Sync + 'static {
     async fn sessions(&self, network: NetworkId) -> Result<Vec<Session>, StoreError>;
     /// Deletes a session (not its items); false if there was none.
     async fn delete_session(&self, network: NetworkId, session: &str) -> Result<bool, StoreError>;
+
+    /// The store's own vector index (PostgreSQL with pgvector), if it has one; without it the
+    /// memory shards index vectors themselves.
+    fn vectors(&self) -> Option<&dyn VectorStore> {
+        None
+    }
+}
+
+/// Memory vectors kept and searched by the store itself.
+#[async_trait]
+pub trait VectorStore: Send + Sync {
+    /// Keeps `vector` as item `id`'s (replacing its last one), in the background, in order.
+    /// Call it once the item itself is durable.
+    fn put(&self, embedder: &str, network: NetworkId, id: MemoryId, vector: Vec<f32>);
+    /// Waits until every vector put before this call is written (or given up on).
+    async fn flush(&self);
+    /// Of `ids`, those with no kept vector from `embedder`.
+    async fn missing(&self, embedder: &str, ids: &[MemoryId]) -> Result<Vec<MemoryId>, StoreError>;
+    /// The `limit` items of `network` nearest to `vector` by cosine similarity, best first.
+    async fn nearest(
+        &self,
+        network: NetworkId,
+        embedder: &str,
+        vector: &[f32],
+        limit: usize,
+    ) -> Result<Vec<(MemoryId, f32)>, StoreError>;
 }

@@ -263,12 +263,8 @@ async fn backend(label: &str, store: Arc<dyn Store>, args: &StorageArgs) -> anyh
     }))
 }
 
-async fn search(items: usize, dir: &Path) -> anyhow::Result<Value> {
-    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(
-        &dir.join(format!("search-{items}.redb")),
-        4096,
-    )?);
-    let node = node(store, &format!("bench-search-{items}")).await?;
+async fn search(items: usize, store: Arc<dyn Store>, index: &str) -> anyhow::Result<Value> {
+    let node = node(store, &format!("bench-search-{index}-{items}")).await?;
     let net = network(&node).await?;
     {
         let node = node.clone();
@@ -298,7 +294,7 @@ async fn search(items: usize, dir: &Path) -> anyhow::Result<Value> {
     };
     node.shutdown().await;
     let (p50, p99) = quantiles(lat);
-    Ok(json!({"items": items, "search_p50_ms": p50, "search_p99_ms": p99}))
+    Ok(json!({"items": items, "index": index, "search_p50_ms": p50, "search_p99_ms": p99}))
 }
 
 async fn redis(args: &StorageArgs, dir: &Path) -> anyhow::Result<Option<Value>> {
@@ -381,14 +377,23 @@ pub async fn run(args: StorageArgs) -> anyhow::Result<()> {
     let embedded: Arc<dyn Store> =
         Arc::new(EmbeddedStore::open(&dir.path().join("bench.redb"), 4096)?);
     let mut backends = vec![backend("embedded", embedded, &args).await?];
+    let mut postgres = None;
     if let Ok(url) = std::env::var("AIMESH_DATABASE_URL") {
         let store = crate::server::open_postgres(&url, 4096).await?;
-        backends.push(backend("postgres", store, &args).await?);
+        backends.push(backend("postgres", store.clone(), &args).await?);
+        postgres = Some(store);
     }
-    let searches = vec![
-        search(10_000, dir.path()).await?,
-        search(100_000, dir.path()).await?,
-    ];
+    let mut searches = Vec::new();
+    for items in [10_000, 100_000] {
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(
+            &dir.path().join(format!("search-{items}.redb")),
+            4096,
+        )?);
+        searches.push(search(items, store, "shards").await?);
+        if let Some(pg) = postgres.as_ref().filter(|s| s.vectors().is_some()) {
+            searches.push(search(items, pg.clone(), "pgvector").await?);
+        }
+    }
     let redis = redis(&args, dir.path()).await?;
     let report = json!({"backends": backends, "search": searches, "redis": redis});
     let mut out = std::io::stdout();
@@ -427,8 +432,9 @@ pub async fn run(args: StorageArgs) -> anyhow::Result<()> {
     for s in &searches {
         writeln!(
             out,
-            "search over {:>7} items: p50 {:.2} ms, p99 {:.2} ms",
+            "search over {:>7} items ({}): p50 {:.2} ms, p99 {:.2} ms",
             s["items"],
+            s["index"].as_str().unwrap_or(""),
             s["search_p50_ms"].as_f64().unwrap_or(0.0),
             s["search_p99_ms"].as_f64().unwrap_or(0.0)
         )?;

@@ -76,6 +76,11 @@ impl ShardState {
         if vector.is_empty() || !n.items.contains_key(&id) {
             return;
         }
+        if self.store.vectors().is_some() {
+            // The store keeps and searches vectors (pgvector): it gets this one.
+            self.outbox.push((network, id, vector.to_vec()));
+            return;
+        }
         let index = n
             .vectors
             .get_or_insert_with(|| VectorIndex::new(vector.len(), threshold));

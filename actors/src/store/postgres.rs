@@ -15,6 +15,7 @@ mod location;
 mod ops;
 mod schema;
 mod stage;
+mod vectors;
 mod writer;
 
 use std::collections::HashMap;
@@ -55,6 +56,8 @@ pub struct PostgresStore {
     pool: PgPool,
     location: String,
     jobs: mpsc::UnboundedSender<Job>,
+    /// Memory vectors, when the server has pgvector.
+    vectors: Option<vectors::PgVectors>,
 }
 
 impl PostgresStore {
@@ -82,6 +85,7 @@ impl PostgresStore {
             })?
             .map_err(|e| open_err(format!("cannot connect to {server}: {e}")))?;
         schema::prepare(&mut conn).await.map_err(open_err)?;
+        let pgvector = vectors::prepare(&mut conn).await.map_err(open_err)?;
         let _ = conn.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(POOL_SIZE)
@@ -97,10 +101,12 @@ impl PostgresStore {
             active: HashMap::new(),
         };
         tokio::spawn(writer::run(writer, rx));
+        let vectors = pgvector.then(|| vectors::PgVectors::new(pool.clone(), location.clone()));
         Ok(Self {
             pool,
             location,
             jobs,
+            vectors,
         })
     }
 
@@ -175,6 +181,10 @@ fn to_i64(n: usize) -> i64 {
 impl Store for PostgresStore {
     fn backend(&self) -> &'static str {
         BACKEND
+    }
+
+    fn vectors(&self) -> Option<&dyn super::VectorStore> {
+        self.vectors.as_ref().map(|v| v as &dyn super::VectorStore)
     }
 
     fn location(&self) -> String {

@@ -246,3 +246,146 @@ async fn search_ranks_the_related_item_first_on_every_backend() {
         node.shutdown().await;
     }
 }
+
+/// Rows in `memory_vectors` of the database at `url`.
+async fn kept_vectors(url: &str) -> i64 {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    let n = sqlx::query_scalar("SELECT count(*) FROM memory_vectors")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    let _ = conn.close().await;
+    n
+}
+
+#[tokio::test]
+async fn with_pgvector_vectors_are_kept_searched_and_dropped_in_postgres() {
+    let Some((store, url)) = crate::support::postgres_store_at().await else {
+        eprintln!(
+            "skipped: AIMESH_TEST_DATABASE_URL is not set (no PostgreSQL to test pgvector on)"
+        );
+        return;
+    };
+    if store.vectors().is_none() {
+        eprintln!(
+            "skipped: this PostgreSQL server has no pgvector extension (vectors stay in the shards)"
+        );
+        return;
+    }
+    let node = node_on(store.clone()).await;
+    let net = network(&node, None).await;
+    // Many facts about deploys, one decision about something else, one session note.
+    for i in 0..150 {
+        node.add_memory(item(
+            net,
+            MemoryKind::Fact,
+            &format!("Deploy number {i} to production went out on a Tuesday after the canary."),
+        ))
+        .await
+        .unwrap();
+    }
+    let decision = "We decided the brand voice stays friendly and direct.";
+    node.add_memory(item(net, MemoryKind::Decision, decision))
+        .await
+        .unwrap();
+    let mut note = item(
+        net,
+        MemoryKind::Context,
+        "Session scratch note about deploys.",
+    );
+    note.session_id = Some("s1".into());
+    node.create_session(Session {
+        session_id: "s1".into(),
+        network_id: net,
+        metadata: Default::default(),
+        created_at: now(),
+        expires_at: None,
+    })
+    .await
+    .unwrap();
+    node.add_memory(note).await.unwrap();
+    // Acknowledged writes are found at once: the search waits for their vectors.
+    let hits = node
+        .search_memory(
+            net,
+            "when do production deploys happen",
+            &MemoryQuery {
+                limit: 5,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(hits.len(), 5);
+    assert!(hits.windows(2).all(|w| w[0].1 >= w[1].1), "best first");
+    assert_eq!(
+        kept_vectors(&url).await,
+        152,
+        "every item's vector is in PostgreSQL"
+    );
+    // A filter that the nearest candidates do not satisfy: the search reads further.
+    let hits = node
+        .search_memory(
+            net,
+            "when do production deploys happen",
+            &MemoryQuery {
+                kinds: vec![MemoryKind::Decision],
+                limit: 1,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].0.content_text(), decision);
+    // Deleting a session's items drops their vectors with them.
+    node.delete_session(net, "s1").await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while kept_vectors(&url).await != 151 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the session's vector stays"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    node.shutdown().await;
+
+    // A restart finds every vector kept: nothing is embedded again, and search still ranks.
+    let again = node_on(store.clone()).await;
+    let vs = store.vectors().unwrap();
+    let ids: Vec<MemoryId> = again
+        .memory(
+            net,
+            &MemoryQuery {
+                limit: 500,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|i| i.memory_id)
+        .collect();
+    assert_eq!(ids.len(), 151);
+    let embedder = again.embedder_name();
+    assert!(vs.missing(&embedder, &ids).await.unwrap().is_empty());
+    assert_eq!(
+        vs.missing("another-embedder", &ids).await.unwrap().len(),
+        151
+    );
+    let hits = again
+        .search_memory(
+            net,
+            "what voice should our brand have",
+            &MemoryQuery {
+                limit: 1,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(hits[0].0.content_text(), decision);
+    again.shutdown().await;
+}

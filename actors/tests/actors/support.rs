@@ -172,6 +172,11 @@ pub async fn finished(node: &Node, net: NetworkId, task: &TaskRecord) -> TaskRec
 /// A PostgreSQL store over a fresh database on the server `AIMESH_TEST_DATABASE_URL` names
 /// (CI runs a private, throw-away server); `None` when the variable is not set.
 pub async fn postgres_store() -> Option<Arc<dyn aimesh_actors::store::Store>> {
+    postgres_store_at().await.map(|(store, _)| store)
+}
+
+/// A PostgreSQL store on a fresh database, and that database's URL.
+pub async fn postgres_store_at() -> Option<(Arc<dyn aimesh_actors::store::Store>, String)> {
     use sqlx::Connection;
     let admin = std::env::var("AIMESH_TEST_DATABASE_URL").ok()?;
     let name = format!("aimesh_it_{}", uuid::Uuid::now_v7().simple());
@@ -185,7 +190,7 @@ pub async fn postgres_store() -> Option<Arc<dyn aimesh_actors::store::Store>> {
     let store = aimesh_actors::store::PostgresStore::connect(&url, 1024)
         .await
         .unwrap();
-    Some(Arc::new(store))
+    Some((Arc::new(store), url))
 }
 
 /// `url` with its database replaced by `name`.
