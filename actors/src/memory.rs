@@ -238,7 +238,9 @@ impl MemoryClient {
             return Ok(Vec::new());
         }
         // What was acknowledged before this search is found by it.
-        vs.flush().await;
+        if !vs.flush().await {
+            tracing::debug!(%network, "searching before the newest memory vectors are written");
+        }
         let mut limit = query.limit.saturating_mul(4).clamp(64, MAX_CANDIDATES);
         loop {
             let hits = vs

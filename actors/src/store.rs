@@ -237,8 +237,9 @@ pub trait VectorStore: Send + Sync {
     /// Keeps `vector` as item `id`'s (replacing its last one), in the background, in order.
     /// Call it once the item itself is durable.
     fn put(&self, embedder: &str, network: NetworkId, id: MemoryId, vector: Vec<f32>);
-    /// Waits until every vector put before this call is written (or given up on).
-    async fn flush(&self);
+    /// Waits (up to a few seconds) until every vector put before this call is written or
+    /// given up on; false if time ran out first.
+    async fn flush(&self) -> bool;
     /// Of `ids`, those with no kept vector from `embedder`.
     async fn missing(&self, embedder: &str, ids: &[MemoryId]) -> Result<Vec<MemoryId>, StoreError>;
     /// The `limit` items of `network` nearest to `vector` by cosine similarity, best first.

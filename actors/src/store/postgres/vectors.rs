@@ -136,8 +136,6 @@ pub struct PgVectors {
     next: Mutex<u64>,
     /// Every vector numbered up to this one is written or given up on.
     done: watch::Receiver<u64>,
-    /// Vector lengths that have their HNSW index.
-    indexed: Mutex<HashSet<usize>>,
 }
 
 impl PgVectors {
@@ -158,7 +156,6 @@ impl PgVectors {
             writes,
             next: Mutex::new(0),
             done,
-            indexed: Mutex::new(HashSet::new()),
         }
     }
 
@@ -168,37 +165,26 @@ impl PgVectors {
             message: format!("{} (table memory_vectors, {what}): {e}", self.location),
         }
     }
+}
 
-    /// Makes the HNSW index for vectors of length `dims` once.
-    async fn ensure_index(&self, dims: usize) -> Result<(), StoreError> {
-        if self.indexed.lock().is_ok_and(|s| s.contains(&dims)) {
-            return Ok(());
-        }
-        let statement = format!(
-            "CREATE INDEX IF NOT EXISTS memory_vectors_hnsw_{dims} ON memory_vectors \
-             USING hnsw ((embedding::vector({dims})) vector_cosine_ops) WHERE dims = {dims}"
-        );
-        let mut conn = self
-            .pool
-            .acquire()
-            .await
-            .map_err(|e| self.err("index", e))?;
-        sqlx::query("SELECT pg_advisory_lock($1)")
-            .bind(LOCK)
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| self.err("index", e))?;
-        let made = sqlx::query(&statement).execute(&mut *conn).await;
-        let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
-            .bind(LOCK)
-            .execute(&mut *conn)
-            .await;
-        made.map_err(|e| self.err("index", e))?;
-        if let Ok(mut s) = self.indexed.lock() {
-            s.insert(dims);
-        }
-        Ok(())
-    }
+/// Makes the HNSW index for vectors of length `dims` (the writer does, before it writes the
+/// first of them, so the index grows with the table and no search waits for a build).
+async fn ensure_index(pool: &PgPool, dims: i32) -> Result<(), sqlx::Error> {
+    let statement = format!(
+        "CREATE INDEX IF NOT EXISTS memory_vectors_hnsw_{dims} ON memory_vectors \
+         USING hnsw ((embedding::vector({dims})) vector_cosine_ops) WHERE dims = {dims}"
+    );
+    let mut conn = pool.acquire().await?;
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(LOCK)
+        .execute(&mut *conn)
+        .await?;
+    let made = sqlx::query(&statement).execute(&mut *conn).await;
+    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(LOCK)
+        .execute(&mut *conn)
+        .await;
+    made.map(|_| ())
 }
 
 async fn write_loop(
@@ -211,6 +197,8 @@ async fn write_loop(
     // Sequence numbers not yet settled (held back for a retry), so `done` never passes them.
     let mut open: std::collections::BTreeSet<u64> = std::collections::BTreeSet::new();
     let mut batch = Vec::with_capacity(BATCH);
+    // Vector lengths whose HNSW index was made (or tried).
+    let mut indexed: HashSet<i32> = HashSet::new();
     // Owned retries: they end with this loop.
     let mut retries = tokio::task::JoinSet::new();
     while rx.recv_many(&mut batch, BATCH).await > 0 {
@@ -241,6 +229,17 @@ async fn write_loop(
             dims.push(i32::try_from(e.vector.len()).unwrap_or(i32::MAX));
             vectors.push(literal(&e.vector));
             embedders.push(e.embedder.clone());
+        }
+        for d in &dims {
+            // Tried once per length: pgvector indexes at most 2,000 dimensions, and longer
+            // vectors are searched by a scan.
+            if *d > 0
+                && indexed.insert(*d)
+                && let Err(e) = ensure_index(&pool, *d).await
+            {
+                tracing::warn!(%location, dims = *d, error = %e,
+                    "no HNSW index for vectors of this length; searches scan them");
+            }
         }
         let written: Result<Vec<Uuid>, sqlx::Error> = sqlx::query_scalar(
             "INSERT INTO memory_vectors (memory_id, network_id, embedder, dims, embedding) \
@@ -317,12 +316,15 @@ impl VectorStore for PgVectors {
         });
     }
 
-    async fn flush(&self) {
+    async fn flush(&self) -> bool {
         let Ok(target) = self.next.lock().map(|n| *n) else {
-            return;
+            return false;
         };
         let mut done = self.done.clone();
-        let _ = tokio::time::timeout(FLUSH_TIMEOUT, done.wait_for(|d| *d >= target)).await;
+        matches!(
+            tokio::time::timeout(FLUSH_TIMEOUT, done.wait_for(|d| *d >= target)).await,
+            Ok(Ok(_))
+        )
     }
 
     async fn missing(&self, embedder: &str, ids: &[MemoryId]) -> Result<Vec<MemoryId>, StoreError> {
@@ -357,7 +359,6 @@ impl VectorStore for PgVectors {
         if dims == 0 || limit == 0 {
             return Ok(Vec::new());
         }
-        self.ensure_index(dims).await?;
         let mut txn = self.pool.begin().await.map_err(|e| self.err("search", e))?;
         // Enough candidates for the limit, and past filtered-out rows (pgvector 0.8).
         let ef = limit.clamp(40, MAX_EF_SEARCH);
