@@ -105,15 +105,19 @@ pub enum EmbedFailure {
     /// The provider answered with an error, or with something that is not vectors.
     #[error(transparent)]
     Answer(#[from] EmbedError),
+    /// The call's worst-case cost does not fit in the node's budget (it was not made).
+    #[error("the node's budget has no room for this embedding call: {0}")]
+    Budget(String),
 }
 
 impl EmbeddingError {
     /// A short, closed label for metrics: `timeout`, `transport`, `rate_limited`, `auth`,
-    /// `bad_request`, `server`, `malformed`.
+    /// `bad_request`, `server`, `malformed`, `budget_exceeded`.
     pub fn code(&self) -> &'static str {
         match &self.failure {
             EmbedFailure::Timeout(_) => "timeout",
             EmbedFailure::Transport(_) => "transport",
+            EmbedFailure::Budget(_) => "budget_exceeded",
             EmbedFailure::Answer(e) => match e {
                 EmbedError::RateLimited => "rate_limited",
                 EmbedError::Auth { .. } => "auth",

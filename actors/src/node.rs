@@ -276,6 +276,9 @@ impl Node {
             gateway.catalog.add_local(p);
         }
         let ledger = Arc::new(Ledger::new(options.budget, options.network_budget));
+        if let crate::embedding::Embedding::Provider(p) = &options.embedder {
+            p.charge_to(ledger.clone());
+        }
         let gateway_config = Arc::new(gateway);
         let cluster = match options.cluster {
             Some(c) => Cluster::member(c),

@@ -320,3 +320,56 @@ async fn the_routes_answer_in_each_apis_shape() {
     assert_eq!(calls.embeddings, 12);
     assert_eq!(calls.rejected, 7);
 }
+
+#[tokio::test]
+async fn embedding_calls_are_charged_to_the_global_budget_and_refused_past_it() {
+    use aimesh_actors::gateway::ledger::Ledger;
+    use aimesh_actors::types::Usd;
+    let server = Server::start(FakeOptions::default()).await;
+    let one = texts(&["Refunds are issued within 14 days of it."]);
+    // $0.02 per million tokens is 20,000 pico-dollars a token: 40 bytes reserve 800,000.
+    assert_eq!(one[0].len(), 40);
+    let worst = Usd(800_000);
+    // What one call really costs (the tokens the provider reports).
+    let probe = embedder(&server, "openai", "text-embedding-3-small");
+    let unlimited = std::sync::Arc::new(Ledger::new(None, None));
+    probe.charge_to(unlimited.clone());
+    probe.embed(&one).await.unwrap();
+    let cost = unlimited.global().spent;
+    assert!(
+        cost > Usd(0) && cost <= worst,
+        "charged {cost:?}, at most its worst case"
+    );
+    assert_eq!(
+        unlimited.global().reserved,
+        Usd(0),
+        "its reservation is settled"
+    );
+    // A budget with room for the worst case after one call, not after two.
+    let e = embedder(&server, "openai", "text-embedding-3-small");
+    let ledger = std::sync::Arc::new(Ledger::new(Some(Usd(worst.0 + cost.0 + cost.0 / 2)), None));
+    e.charge_to(ledger.clone());
+    e.embed(&one).await.unwrap();
+    e.embed(&one).await.unwrap();
+    assert_eq!(ledger.global().spent.0, cost.0 * 2);
+    let sent = server
+        .fake
+        .calls()
+        .count(Format::Openai, "text-embedding-3-small");
+    let refused = e.embed(&one).await.unwrap_err();
+    assert!(
+        matches!(refused.failure, EmbedFailure::Budget(_)),
+        "{refused}"
+    );
+    assert_eq!(refused.code(), "budget_exceeded");
+    assert_eq!(
+        server
+            .fake
+            .calls()
+            .count(Format::Openai, "text-embedding-3-small"),
+        sent,
+        "no request past the budget"
+    );
+    assert_eq!(ledger.global().spent.0, cost.0 * 2);
+    assert_eq!(ledger.global().reserved, Usd(0));
+}

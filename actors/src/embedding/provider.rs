@@ -74,6 +74,8 @@ pub struct ProviderEmbedder {
     timeout: Duration,
     price: Option<Price>,
     http: HttpClient,
+    /// The node's spend and budgets: priced calls are charged to the global budget.
+    ledger: std::sync::OnceLock<std::sync::Arc<crate::gateway::ledger::Ledger>>,
 }
 
 impl std::fmt::Debug for ProviderEmbedder {
@@ -169,7 +171,15 @@ impl ProviderEmbedder {
             timeout: spec.timeout,
             price,
             http,
+            ledger: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Charges priced calls to `ledger`'s global budget from now on: each call reserves its
+    /// worst case (every input byte a token) first and is refused if that does not fit, then
+    /// settles at the tokens the provider reports. Set once, by the node that uses it.
+    pub fn charge_to(&self, ledger: std::sync::Arc<crate::gateway::ledger::Ledger>) {
+        let _ = self.ledger.set(ledger);
     }
 
     /// `<provider>:<model>`.
@@ -224,6 +234,25 @@ impl ProviderEmbedder {
 
     /// One request.
     async fn request(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbeddingError> {
+        // A token is at least a byte: the inputs' bytes bound the call's cost from above.
+        let reservation = match (&self.price, self.ledger.get()) {
+            (Some(price), Some(ledger)) => {
+                let worst = price.cost(&Usage {
+                    input_tokens: texts.iter().map(|t| t.len() as u64).sum(),
+                    ..Usage::default()
+                });
+                match ledger.reserve(None, worst) {
+                    Ok(r) => Some((ledger, r)),
+                    Err(e) => {
+                        let provider = self.provider.clone();
+                        metrics::counter!("aimesh_embedding_requests_total", "provider" => provider, "outcome" => "budget_exceeded")
+                            .increment(1);
+                        return Err(self.error(EmbedFailure::Budget(e.to_string())));
+                    }
+                }
+            }
+            _ => None,
+        };
         let call = embeddings::build(
             self.format,
             &self.endpoint.base_url,
@@ -272,10 +301,16 @@ impl ProviderEmbedder {
                     });
                     metrics::counter!("aimesh_embedding_cost_picodollars_total", "provider" => provider)
                         .increment(cost.0);
+                    if let Some((ledger, r)) = reservation {
+                        ledger.settle(r, cost);
+                    }
                 }
                 Ok(vectors)
             }
             Err(e) => {
+                if let Some((ledger, r)) = reservation {
+                    ledger.release(r);
+                }
                 metrics::counter!("aimesh_embedding_requests_total", "provider" => provider, "outcome" => e.code())
                     .increment(1);
                 Err(e)
