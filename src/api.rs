@@ -3,6 +3,7 @@
 //! Handlers validate, call the [`Node`], and answer JSON. Every error goes through
 //! [`ApiError`], so every 4xx/5xx has the same body shape and names the field at fault.
 
+mod admin;
 mod cluster;
 mod dto;
 mod error;
@@ -13,6 +14,7 @@ mod networks;
 mod openai;
 mod tasks;
 
+pub use admin::AdminAuth;
 pub use cluster::{SERVED_BY, service as forward_service};
 pub use error::ApiError;
 
@@ -36,6 +38,8 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     /// Time limit of one model call on the OpenAI-compatible API.
     pub model_timeout: std::time::Duration,
+    /// Who may use the admin API.
+    pub admin: Arc<AdminAuth>,
 }
 
 /// The API's routes.
@@ -84,11 +88,28 @@ pub fn router(state: AppState) -> Router {
             delete(memory::delete_session),
         )
         .method_not_allowed_fallback(method_not_allowed);
+    let admin = Router::new()
+        .route("/node", get(admin::node))
+        .route("/nodes", get(admin::nodes))
+        .route(
+            "/nodes/{node}/drain",
+            post(admin::drain).get(admin::drain_status),
+        )
+        .route("/actors", get(admin::actors))
+        .route("/actors/{id}", get(admin::actor))
+        .route("/actors/{id}/{action}", post(admin::act))
+        .route("/memory/stats", get(admin::memory_stats))
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            admin::auth,
+        ));
     let v1 = Router::new()
         .route("/chat/completions", post(openai::chat_completions))
         .route("/models", get(openai::models));
     Router::new()
         .nest("/api/mesh", mesh)
+        .nest("/api/admin", admin)
         .nest("/v1", v1)
         .route("/metrics", get(metrics::metrics))
         .fallback(not_found)

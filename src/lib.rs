@@ -15,6 +15,7 @@ pub mod api;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod ctl;
 pub mod fake_provider;
 pub mod server;
 pub mod telemetry;
@@ -28,6 +29,11 @@ use cli::{Cli, Command};
 pub async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     telemetry::init(cli.log_format);
+    let target = ctl::Target {
+        api: cli.api.clone(),
+        token: cli.token.clone(),
+        json: cli.json,
+    };
     match cli.command {
         Command::Up { config } => up::up(&config).await,
         Command::Node { config, name } => {
@@ -35,6 +41,15 @@ pub async fn main() -> anyhow::Result<()> {
             server::run(&config, &name, server::shutdown_signal()).await
         }
         Command::Bench { suite } => bench::run(suite).await,
+        Command::Nodes => ctl::nodes(target).await,
+        Command::Actors { node, kind, tree } => ctl::actors(target, node, kind, tree).await,
+        Command::Actor { verb, id } => ctl::actor(target, verb, id).await,
+        Command::Networks => ctl::networks(target).await,
+        Command::Tasks { network, status } => ctl::tasks(target, network, status).await,
+        Command::Task { command } => ctl::task(target, command).await,
+        Command::Memory { command } => ctl::memory(target, command).await,
+        Command::Gateway => ctl::gateway(target).await,
+        Command::Drain { node, force, wait } => ctl::drain(target, node, force, wait).await,
         Command::FakeProvider {
             port,
             latency_ms,

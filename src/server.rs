@@ -132,6 +132,7 @@ pub async fn start(config: &Config, node: &NodeConfig) -> anyhow::Result<(Node, 
         node: running.clone(),
         limits: Arc::new(config.limits.clone()),
         model_timeout: config.gateway.timeout,
+        admin: Arc::new(crate::api::AdminAuth::from_env(node.api)),
     });
     running
         .cluster()
@@ -179,12 +180,17 @@ pub async fn run(
         }
     });
     let watcher = node.clone();
+    let drainer = node.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
     let outcome = tokio::select! {
         served = server => served.context("HTTP server failed"),
         () = watcher.stopped() => Err(anyhow::anyhow!(
             "node {name}: its actor tree stopped (a node service crashed past its restart intensity)"
         )),
+        () = drainer.drained() => {
+            tracing::warn!(node = name, "drained: its work is done here; leaving the cluster");
+            Ok(())
+        }
     };
     tracing::info!(node = name, "shutting down");
     node.shutdown().await;

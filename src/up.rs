@@ -54,11 +54,28 @@ pub async fn up(path: &Path) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let first_exit = async {
-        let waits = children
+    // A node that exits cleanly (drained out of the cluster) leaves the others running; one
+    // that fails stops them all.
+    let first_failure = async {
+        let mut waits: Vec<_> = children
             .iter_mut()
-            .map(|(name, c)| Box::pin(async move { (name.clone(), c.wait().await) }));
-        futures::future::select_all(waits).await.0
+            .map(|(name, c)| Box::pin(async move { (name.clone(), c.wait().await) }))
+            .collect();
+        while !waits.is_empty() {
+            let ((name, status), _, rest) = futures::future::select_all(waits).await;
+            waits = rest;
+            match status {
+                Ok(s) if s.success() => {
+                    let _ = writeln!(
+                        std::io::stdout(),
+                        "aimesh up: node {name} left the cluster (drained); {} still running",
+                        waits.len()
+                    );
+                }
+                other => return Some((name, other)),
+            }
+        }
+        None
     };
     let formation = async {
         report_formation(&config).await;
@@ -66,7 +83,10 @@ pub async fn up(path: &Path) -> anyhow::Result<()> {
     };
     let outcome = tokio::select! {
         () = server::shutdown_signal() => Ok(()),
-        (name, status) = first_exit => Err(anyhow::anyhow!("node {name} exited: {status:?}")),
+        failed = first_failure => match failed {
+            Some((name, status)) => Err(anyhow::anyhow!("node {name} exited: {status:?}")),
+            None => Ok(()),
+        },
         () = formation => Ok(()),
     };
     for (name, child) in &mut children {

@@ -137,6 +137,7 @@ impl Actor for Agent {
         msg: AgentMsg,
         state: &mut AgentState,
     ) -> Result<(), ActorProcessingErr> {
+        state.args.stats.message();
         match msg {
             AgentMsg::Assign(work) => state.assign(*work),
             AgentMsg::CancelTask(task) => state.cancel(task),

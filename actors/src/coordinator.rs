@@ -208,6 +208,8 @@ pub struct CoordinatorArgs {
 
 /// A coordinator's state.
 pub struct CoordinatorState {
+    /// Its counters in the actor directory.
+    counters: std::sync::Arc<crate::directory::Counters>,
     args: CoordinatorArgs,
     /// The specialists, in network order.
     agents: Vec<AgentHandle>,
@@ -233,6 +235,7 @@ impl Actor for Coordinator {
         myself: ActorRef<CoordinatorMsg>,
         args: CoordinatorArgs,
     ) -> Result<CoordinatorState, ActorProcessingErr> {
+        let counters = crate::directory::counters(&myself.get_name().unwrap_or_default());
         let lease_ticker = args
             .cluster
             .lease()
@@ -250,6 +253,7 @@ impl Actor for Coordinator {
                 })
             });
         Ok(CoordinatorState {
+            counters,
             _lease_ticker: lease_ticker,
             agents: args.agents.clone(),
             waiting: AgingQueue::new(args.aging),
@@ -276,6 +280,8 @@ impl Actor for Coordinator {
         msg: CoordinatorMsg,
         state: &mut CoordinatorState,
     ) -> Result<(), ActorProcessingErr> {
+        state.counters.message();
+        state.args.stats.message();
         match msg {
             CoordinatorMsg::Process(task, reply) => {
                 let r = state.process(task, &myself).await;

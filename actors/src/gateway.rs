@@ -226,6 +226,8 @@ struct UpstreamSlot {
 
 /// The gateway's state.
 pub struct GatewayState {
+    /// Its counters in the actor directory.
+    counters: std::sync::Arc<crate::directory::Counters>,
     config: Arc<GatewayConfig>,
     ledger: Arc<Ledger>,
     names: Names,
@@ -261,6 +263,7 @@ impl Actor for Gateway {
         args: GatewayArgs,
     ) -> Result<GatewayState, ActorProcessingErr> {
         let mut state = GatewayState {
+            counters: crate::directory::counters(&myself.get_name().unwrap_or_default()),
             cache: ResponseCache::new(args.config.cache),
             config: args.config,
             ledger: args.ledger,
@@ -299,6 +302,7 @@ impl Actor for Gateway {
         msg: GatewayMsg,
         state: &mut GatewayState,
     ) -> Result<(), ActorProcessingErr> {
+        state.counters.message();
         match msg {
             GatewayMsg::Complete(request, reply) => state.start(*request, reply, None),
             GatewayMsg::Stream(request, sink, reply) => state.start(*request, reply, Some(sink)),
@@ -384,12 +388,15 @@ impl GatewayState {
         };
         // The calls it held move on, restart or not.
         self.orphaned(name, error);
+        let counters = crate::directory::counters(&format!("{}/{name}", self.names.gateway()));
         match decision {
             Decision::Restart { n } => {
+                counters.restarted();
                 tracing::warn!(provider = name, restart = n, %error, "upstream crashed; restarting it");
                 self.spawn_upstream(me, name).await
             }
             Decision::Escalate => {
+                counters.escalated();
                 tracing::error!(provider = name, %error, "upstream crash loop; the gateway escalates");
                 Err(format!("upstream {name} exceeded its restart intensity: {error}").into())
             }

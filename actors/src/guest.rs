@@ -90,6 +90,8 @@ struct Guest {
 
 /// The guest host's state.
 pub struct GuestState {
+    /// Its counters in the actor directory.
+    counters: std::sync::Arc<crate::directory::Counters>,
     args: GuestArgs,
     guests: HashMap<(NetworkId, AgentId), Guest>,
     by_actor: HashMap<ActorId, (NetworkId, AgentId)>,
@@ -134,6 +136,7 @@ impl Actor for GuestHost {
             })
         });
         Ok(GuestState {
+            counters: crate::directory::counters(&myself.get_name().unwrap_or_default()),
             args,
             guests: HashMap::new(),
             by_actor: HashMap::new(),
@@ -148,6 +151,7 @@ impl Actor for GuestHost {
         msg: GuestMsg,
         state: &mut GuestState,
     ) -> Result<(), ActorProcessingErr> {
+        state.counters.message();
         match msg {
             GuestMsg::Assign(assign) => state.assign(&myself, *assign).await,
             GuestMsg::Cancel { network, task } => state.cancel(network, task),

@@ -39,6 +39,7 @@ pub mod agent;
 pub mod behavior;
 pub mod cluster;
 pub mod coordinator;
+pub mod directory;
 pub mod embedding;
 pub mod gateway;
 pub mod guest;

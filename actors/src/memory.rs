@@ -276,6 +276,17 @@ impl MemoryClient {
         }
     }
 
+    /// Each shard's counts, in shard order.
+    pub async fn stats(&self) -> Result<Vec<crate::memory_shard::ShardStats>, MemoryError> {
+        let calls = (0..self.shards).map(|shard| async move {
+            let actor = self.shard_ref(shard)?;
+            ask(&actor, self.timeout, ShardMsg::Stats)
+                .await
+                .map_err(|cause| MemoryError::ShardUnavailable { shard, cause })
+        });
+        join_all(calls).await.into_iter().collect()
+    }
+
     /// One sweep over every shard as of `now`: expired items and items past their network's
     /// retention age go, then each network with `max_items` keeps only its newest items.
     pub async fn sweep(

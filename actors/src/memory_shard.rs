@@ -90,7 +90,7 @@ pub struct ShardPage {
 }
 
 /// One shard's counts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ShardStats {
     /// Items held.
     pub items: usize,
@@ -121,6 +121,8 @@ pub struct ShardArgs {
 
 /// A shard's state.
 pub struct ShardState {
+    /// Its counters in the actor directory.
+    counters: std::sync::Arc<crate::directory::Counters>,
     index: u32,
     shards: u32,
     store: Arc<dyn Store>,
@@ -193,6 +195,7 @@ impl Actor for MemoryShard {
         };
         let (index, shards) = (args.index, args.shards);
         let mut state = ShardState {
+            counters: crate::directory::counters(&myself.get_name().unwrap_or_default()),
             index,
             shards,
             store: args.store,
@@ -216,6 +219,7 @@ impl Actor for MemoryShard {
         msg: ShardMsg,
         state: &mut ShardState,
     ) -> Result<(), ActorProcessingErr> {
+        state.counters.message();
         while state.pending.try_join_next().is_some() {}
         match msg {
             ShardMsg::Put(item, reply) => {
@@ -592,6 +596,7 @@ mod tests {
 
     fn state() -> ShardState {
         ShardState {
+            counters: Default::default(),
             index: 0,
             shards: 1,
             store: Arc::new(InMemoryStore::new()),

@@ -77,6 +77,9 @@ pub struct AgentView {
     /// Its counters.
     #[serde(flatten)]
     pub stats: AgentStatsView,
+    /// Its actor's current id (none while it restarts).
+    #[serde(skip)]
+    pub actor: Option<ractor::ActorId>,
 }
 
 /// What a network supervisor starts with.
@@ -113,6 +116,8 @@ struct Slot {
 
 /// A network supervisor's state.
 pub struct NetworkState {
+    /// Its counters in the actor directory.
+    counters: std::sync::Arc<crate::directory::Counters>,
     args: NetworkArgs,
     coordinator: Option<ActorRef<CoordinatorMsg>>,
     coordinator_stats: Arc<AgentStats>,
@@ -136,6 +141,7 @@ impl Actor for NetworkSupervisor {
     ) -> Result<NetworkState, ActorProcessingErr> {
         let policy = args.settings.agent_policy;
         let mut state = NetworkState {
+            counters: crate::directory::counters(&myself.get_name().unwrap_or_default()),
             coordinator: None,
             coordinator_stats: Arc::new(AgentStats::default()),
             coordinator_restarts: RestartWindow::new(policy),
@@ -177,6 +183,7 @@ impl Actor for NetworkSupervisor {
         msg: NetworkMsg,
         state: &mut NetworkState,
     ) -> Result<(), ActorProcessingErr> {
+        state.counters.message();
         match msg {
             NetworkMsg::AddAgent(spec, reply) => {
                 let r = state.add_agent(&myself.get_cell(), spec).await;
@@ -299,13 +306,16 @@ impl NetworkState {
         if self.coordinator.as_ref().is_some_and(|c| c.get_id() == id) {
             self.coordinator = None;
             self.coordinator_stats.restarted();
+            let counters = crate::directory::counters(&self.args.names.coordinator(network));
             return match self.coordinator_restarts.on_failure(Instant::now()) {
                 Decision::Restart { n } => {
+                    counters.restarted();
                     tracing::warn!(%network, restart = n, %error, "coordinator crashed; restarting it");
                     self.coordinator_stats.set_status(AgentStatus::Restarting);
                     self.spawn_coordinator(supervisor).await
                 }
                 Decision::Escalate => {
+                    counters.escalated();
                     tracing::error!(%network, %error, "coordinator crash loop; escalating");
                     Err(format!(
                         "network {network}: coordinator exceeded its restart intensity ({}): {error}",
@@ -344,6 +354,12 @@ impl NetworkState {
             }
             Decision::Escalate => {
                 stats.set_status(AgentStatus::Failed);
+                crate::directory::counters(&crate::directory::agent_id(
+                    self.args.names.node(),
+                    network,
+                    spec.agent_id,
+                ))
+                .escalated();
                 let policy = self.agents[index].restarts.policy();
                 let reason = format!(
                     "crashed again after {} restarts within {:?} (restart intensity exceeded); last error: {error}",
@@ -415,6 +431,7 @@ impl NetworkState {
         Ok(AgentView {
             spec: (*spec).clone(),
             stats: stats.view(),
+            actor: None,
         })
     }
 
@@ -455,12 +472,14 @@ impl NetworkState {
             .map(|c| AgentView {
                 spec: c.clone(),
                 stats: self.coordinator_stats.view(),
+                actor: self.coordinator.as_ref().map(|a| a.get_id()),
             })
             .into_iter()
             .collect();
         out.extend(self.agents.iter().map(|s| AgentView {
             spec: (*s.spec).clone(),
             stats: s.stats.view(),
+            actor: s.actor.as_ref().map(|a| a.get_id()),
         }));
         out
     }

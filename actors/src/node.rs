@@ -1,6 +1,10 @@
 //! A running node, as the API and the benchmarks use it: every operation of seed 001's REST
 //! API, each one a message to the right actor with a timeout, or a read of the store.
 
+mod admin;
+
+pub use admin::{ActorAction, DrainStatus};
+
 use std::sync::Arc;
 use std::time::Duration;
 

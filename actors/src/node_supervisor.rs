@@ -141,6 +141,8 @@ fn handoff(cluster: &Cluster) -> std::time::Duration {
 
 /// The node supervisor's state.
 pub struct NodeState {
+    /// Its counters in the actor directory.
+    counters: std::sync::Arc<crate::directory::Counters>,
     args: NodeArgs,
     children: HashMap<ActorId, Child>,
     restarts: HashMap<Child, RestartWindow>,
@@ -167,6 +169,7 @@ impl Actor for NodeSupervisor {
         args: NodeArgs,
     ) -> Result<NodeState, ActorProcessingErr> {
         let mut state = NodeState {
+            counters: crate::directory::counters(&myself.get_name().unwrap_or_default()),
             args,
             children: HashMap::new(),
             restarts: HashMap::new(),
@@ -235,6 +238,7 @@ impl Actor for NodeSupervisor {
         msg: NodeMsg,
         state: &mut NodeState,
     ) -> Result<(), ActorProcessingErr> {
+        state.counters.message();
         match msg {
             NodeMsg::StartNetwork(record, reply) => {
                 let r = state
@@ -440,6 +444,18 @@ impl NodeState {
             .entry(child)
             .or_insert_with(|| RestartWindow::new(policy))
             .on_failure(Instant::now());
+        let names = &self.args.names;
+        let counters = crate::directory::counters(&match child {
+            Child::Gateway => names.gateway(),
+            Child::Shard(i) => names.shard(i),
+            Child::Member => names.cluster(),
+            Child::Guests => names.guests(),
+            Child::Network(n) => names.network(n),
+        });
+        match decision {
+            Decision::Restart { .. } => counters.restarted(),
+            Decision::Escalate => counters.escalated(),
+        }
         match (child, decision) {
             (Child::Network(network), Decision::Restart { n }) => {
                 tracing::warn!(%network, restart = n, %error, "network escalated; restarting it");

@@ -57,6 +57,7 @@ pub struct AgentStats {
     handled: AtomicU64,
     failed: AtomicU64,
     restarts: AtomicU64,
+    messages: AtomicU64,
 }
 
 /// A copy of an agent's counters.
@@ -74,6 +75,8 @@ pub struct AgentStatsView {
     pub tasks_failed: u64,
     /// Times its supervisor restarted it.
     pub restarts: u64,
+    /// Messages its actor handled.
+    pub messages: u64,
 }
 
 impl AgentStats {
@@ -114,6 +117,12 @@ impl AgentStats {
         self.failed.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts a message handled.
+    #[inline]
+    pub fn message(&self) {
+        self.messages.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Counts a restart.
     pub fn restarted(&self) {
         self.restarts.fetch_add(1, Ordering::Relaxed);
@@ -128,6 +137,7 @@ impl AgentStats {
             tasks_handled: self.handled.load(Ordering::Relaxed),
             tasks_failed: self.failed.load(Ordering::Relaxed),
             restarts: self.restarts.load(Ordering::Relaxed),
+            messages: self.messages.load(Ordering::Relaxed),
         }
     }
 }

@@ -132,7 +132,7 @@ fn timeout_for(uri: &axum::http::Uri) -> Duration {
     Duration::from_secs(30 + wait)
 }
 
-async fn forward(
+pub(super) async fn forward(
     s: &AppState,
     to: &str,
     req: Request,

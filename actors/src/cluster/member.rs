@@ -101,6 +101,8 @@ struct Peer {
 
 /// The membership actor's state.
 pub struct MemberState {
+    /// Its counters in the actor directory.
+    counters: std::sync::Arc<crate::directory::Counters>,
     args: MemberArgs,
     config: ClusterConfig,
     server: ActorRef<NodeServerMessage>,
@@ -241,6 +243,7 @@ impl Actor for ClusterMember {
         });
         tracing::info!(node = %config.me, bind = %config.bind, peers = config.peers.len(), "cluster listener up");
         Ok(MemberState {
+            counters: crate::directory::counters(&myself.get_name().unwrap_or_default()),
             published: args.cluster.view(),
             args,
             config,
@@ -260,6 +263,7 @@ impl Actor for ClusterMember {
         msg: MemberMsg,
         state: &mut MemberState,
     ) -> Result<(), ActorProcessingErr> {
+        state.counters.message();
         match msg {
             MemberMsg::Tick => {
                 state.heartbeat();

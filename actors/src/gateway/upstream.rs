@@ -70,6 +70,8 @@ enum Exec {
 
 /// An upstream's state.
 pub struct UpstreamState {
+    /// Its counters in the actor directory.
+    counters: std::sync::Arc<crate::directory::Counters>,
     name: String,
     exec: Exec,
     gateway: ActorRef<GatewayMsg>,
@@ -109,6 +111,7 @@ impl Actor for Upstream {
             Backend::Local(p) => Exec::Local(p),
         };
         Ok(UpstreamState {
+            counters: crate::directory::counters(&_myself.get_name().unwrap_or_default()),
             name: spec.name,
             exec,
             gateway: args.gateway,
@@ -122,6 +125,7 @@ impl Actor for Upstream {
         msg: UpstreamMsg,
         state: &mut UpstreamState,
     ) -> Result<(), ActorProcessingErr> {
+        state.counters.message();
         match msg {
             UpstreamMsg::Call(call) => state.start(*call, &myself),
             UpstreamMsg::Cancel(id) => {
