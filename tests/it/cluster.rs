@@ -478,6 +478,118 @@ fn with_postgres_survivors_take_over_a_dead_owners_tasks() {
     }
 }
 
+/// `POST /api/admin/actors/{id}/{action}` on node `i`.
+fn admin_post(cluster: &Cluster, i: usize, path: &str) -> (u16, Value) {
+    let resp = reqwest::blocking::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{}/api/admin{path}",
+            cluster.apis[i]
+        ))
+        .send()
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().unwrap_or(Value::Null))
+}
+
+#[test]
+fn work_a_live_peer_drops_is_redelivered_when_its_lease_lapses() {
+    // Subtasks take 1.5 s, so they are held on the peers when its guest host is killed: the
+    // restarted host holds nothing, the peer stays alive (no failure is detected), and only
+    // the owner's lease on the work brings it back.
+    let cluster = Cluster::start("[gateway.offline]\nlatency_ms = 1500\n");
+    cluster.wait_formed();
+    let (_, net) = cluster.api(0).post(
+        "/networks",
+        &json!({"name": "lease", "timeout_seconds": 120}),
+    );
+    let net = net["network_id"].as_str().unwrap().to_owned();
+    let owner = cluster.index(&served_by(cluster.apis[0], &format!("/networks/{net}")));
+    let ids = submit(&cluster, &net, 20, &[owner]);
+    let api = cluster.api(owner);
+    let victim = eventually(Duration::from_secs(60), "subtasks held by a peer", || {
+        (0..3).filter(|i| *i != owner).find(|i| {
+            let name = cluster.names[*i].as_str();
+            ids.iter().any(|id| {
+                let (_, t) = api.get(&format!("/networks/{net}/tasks/{id}"));
+                subtasks_of(&t).any(|s| s["node"] == name && s["status"] == "running")
+            })
+        })
+    });
+    let guests = format!("{}%2Fguests", cluster.names[victim]);
+    let (status, body) = admin_post(&cluster, victim, &format!("/actors/{guests}/kill"));
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["actor"]["kind"], "guest_host");
+
+    let tasks = wait_terminal(&cluster, owner, &net, &ids);
+    assert_none_lost_or_duplicated(&cluster, owner, &net, &tasks);
+    let completed = tasks.iter().filter(|t| t["status"] == "completed").count();
+    assert_eq!(
+        completed, 20,
+        "every task completes; none waits for its deadline"
+    );
+    let lapsed = tasks
+        .iter()
+        .flat_map(|t| t["errors"].as_array().cloned().unwrap_or_default())
+        .filter(|n| n["code"] == "lease_expired")
+        .count();
+    assert!(
+        lapsed > 0,
+        "the dropped work came back through lapsed leases"
+    );
+    assert_eq!(
+        cluster.status_of(owner, &cluster.names[victim]),
+        "alive",
+        "the peer was never declared lost"
+    );
+}
+
+#[test]
+fn a_drained_node_takes_no_new_work_and_leaves_once_its_work_is_done() {
+    let mut cluster = Cluster::start("[gateway.offline]\nlatency_ms = 300\n");
+    cluster.wait_formed();
+    let (_, net) = cluster.api(0).post("/networks", &json!({"name": "drain"}));
+    let net = net["network_id"].as_str().unwrap().to_owned();
+    let owner = cluster.index(&served_by(cluster.apis[0], &format!("/networks/{net}")));
+    let victim = (owner + 1) % 3;
+    let victim_name = cluster.names[victim].clone();
+    // With the embedded store the owner's networks live on it: draining it is refused.
+    let (status, body) = admin_post(
+        &cluster,
+        victim,
+        &format!("/nodes/{}/drain", cluster.names[owner]),
+    );
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "owns_networks");
+    // Work under way on the victim, then drain it (asked through another node).
+    let first = submit(&cluster, &net, 30, &[owner]);
+    let (status, body) = admin_post(&cluster, owner, &format!("/nodes/{victim_name}/drain"));
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["draining"], true);
+    // Its work finishes and it leaves: the process exits cleanly.
+    let proc = cluster.procs[victim].as_mut().unwrap();
+    let exit = eventually(Duration::from_secs(60), "the drained node to exit", || {
+        proc.0.try_wait().unwrap()
+    });
+    assert!(exit.success(), "{exit:?}");
+    let tasks = wait_terminal(&cluster, owner, &net, &first);
+    assert!(tasks.iter().all(|t| t["status"] == "completed"));
+    // New work runs on the others only.
+    let later = submit(&cluster, &net, 20, &[owner]);
+    let tasks = wait_terminal(&cluster, owner, &net, &later);
+    assert!(tasks.iter().all(|t| t["status"] == "completed"));
+    assert!(
+        tasks
+            .iter()
+            .flat_map(|t| subtasks_of(t).cloned().collect::<Vec<_>>())
+            .all(|s| s["node"] != victim_name.as_str()),
+        "no subtask placed on the drained node"
+    );
+}
+
+fn subtasks_of(t: &Value) -> impl Iterator<Item = &Value> {
+    t["subtasks"].as_array().into_iter().flatten()
+}
+
 #[test]
 fn a_node_with_the_wrong_cookie_is_refused() {
     let cluster = Cluster::start_with_cookies("", &["right", "right", "wrong"]);
