@@ -70,6 +70,15 @@ pub fn agent_id(node: &str, network: crate::ids::NetworkId, agent: crate::ids::A
     format!("{node}/net/{network}/agent/{agent}")
 }
 
+/// Every entry whose id starts with `prefix`.
+pub fn entries(prefix: &str) -> Vec<(String, Arc<Counters>)> {
+    COUNTERS
+        .iter()
+        .filter(|e| e.key().starts_with(prefix))
+        .map(|e| (e.key().clone(), e.value().clone()))
+        .collect()
+}
+
 /// Forgets the counters of ids starting with `prefix` (a deleted network's actors).
 pub fn forget(prefix: &str) {
     COUNTERS.retain(|k, _| !k.starts_with(prefix));

@@ -49,6 +49,8 @@ pub enum NetworkMsg {
     RemoveAgent(AgentId, RpcReplyPort<Result<(), NetworkError>>),
     /// Every agent with its live counters, the coordinator first.
     Agents(RpcReplyPort<Vec<AgentView>>),
+    /// Just the counters (the coordinator's first), for metrics.
+    Counts(RpcReplyPort<Vec<AgentStatsView>>),
 }
 
 /// Why a network supervisor refused a request.
@@ -195,6 +197,12 @@ impl Actor for NetworkSupervisor {
             }
             NetworkMsg::Agents(reply) => {
                 let _ = reply.send(state.views());
+            }
+            NetworkMsg::Counts(reply) => {
+                let mut counts = Vec::with_capacity(state.agents.len() + 1);
+                counts.push(state.coordinator_stats.view());
+                counts.extend(state.agents.iter().map(|s| s.stats.view()));
+                let _ = reply.send(counts);
             }
         }
         Ok(())

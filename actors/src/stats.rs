@@ -25,6 +25,28 @@ pub enum AgentStatus {
 }
 
 impl AgentStatus {
+    /// Every status's word, in a fixed order.
+    pub const WORDS: [&'static str; 6] = [
+        "starting",
+        "idle",
+        "busy",
+        "restarting",
+        "failed",
+        "stopped",
+    ];
+
+    /// Its word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Starting => "starting",
+            Self::Idle => "idle",
+            Self::Busy => "busy",
+            Self::Restarting => "restarting",
+            Self::Failed => "failed",
+            Self::Stopped => "stopped",
+        }
+    }
+
     fn from_u8(v: u8) -> Self {
         match v {
             0 => Self::Starting,

@@ -217,6 +217,28 @@ fn the_admin_cli_shows_the_tree_and_a_killed_agent_is_restarted_while_its_task_c
         let _: Value = serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("{json_args:?} prints JSON: {e}"));
     }
+    // Actor metrics by kind: the kill and the restart are counted.
+    let text = reqwest::blocking::get(format!("http://127.0.0.1:{port}/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{series} missing from /metrics"))
+    };
+    assert_eq!(value("aimesh_actors{kind=\"agent\",status=\"idle\"}"), 4.0);
+    assert_eq!(
+        value("aimesh_actors{kind=\"memory_shard\",status=\"running\"}"),
+        4.0
+    );
+    assert!(value("aimesh_actor_restarts_total{kind=\"agent\"}") >= 1.0);
+    assert!(value("aimesh_actor_restarts_total{kind=\"memory_shard\"}") >= 1.0);
+    assert!(value("aimesh_actor_messages_total{kind=\"coordinator\"}") > 0.0);
+    assert_eq!(value("aimesh_actor_escalations_total{kind=\"agent\"}"), 0.0);
+
     // Not clustered: nothing to drain into.
     let err = one_line_error(&cli(port, Some(TOKEN), &["drain", "solo"]));
     assert!(err.contains("not in a cluster"), "{err}");

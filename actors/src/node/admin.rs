@@ -223,6 +223,82 @@ impl Node {
         self.inner.statuses.len()
     }
 
+    /// Sets the actor metrics (`aimesh_actors{kind,status}`, `aimesh_actor_mailbox_depth`,
+    /// `aimesh_actor_messages_total`, `aimesh_actor_restarts_total`,
+    /// `aimesh_actor_escalations_total`, by kind) from the live counters: one small message
+    /// per network, no tree walk, so a scrape stays cheap with many agents.
+    pub async fn publish_actor_metrics(&self) {
+        use std::collections::BTreeMap;
+        #[derive(Default)]
+        struct ByKind {
+            depth: u64,
+            messages: u64,
+            restarts: u64,
+            escalations: u64,
+        }
+        let node = self.name().to_owned();
+        let mut count: BTreeMap<(ActorKind, &'static str), u64> = BTreeMap::new();
+        let mut kinds: BTreeMap<ActorKind, ByKind> = BTreeMap::new();
+        let networks: Vec<NetworkId> = self.inner.statuses.iter().map(|e| *e.key()).collect();
+        for network in networks {
+            let Some(n) = crate::names::lookup::<NetworkMsg>(&self.inner.names.network(network))
+            else {
+                continue;
+            };
+            let Ok(views) = ask(&n, self.timeout(), NetworkMsg::Counts).await else {
+                continue;
+            };
+            for (i, v) in views.into_iter().enumerate() {
+                let kind = if i == 0 {
+                    ActorKind::Coordinator
+                } else {
+                    ActorKind::Agent
+                };
+                *count.entry((kind, v.status.as_str())).or_default() += 1;
+                let k = kinds.entry(kind).or_default();
+                k.depth += v.mailbox_depth;
+                k.messages += v.messages;
+                k.restarts += v.restarts;
+            }
+        }
+        let prefix = format!("{node}/");
+        for (id, c) in crate::directory::entries(&prefix) {
+            let kind = ActorKind::of_name(&node, &id);
+            let (messages, restarts, escalations) = c.read();
+            let k = kinds.entry(kind).or_default();
+            k.escalations += escalations;
+            if matches!(kind, ActorKind::Agent | ActorKind::Coordinator) {
+                continue; // counted from their own stats above
+            }
+            k.messages += messages;
+            k.restarts += restarts;
+            if ractor::registry::where_is(id).is_some() {
+                *count.entry((kind, "running")).or_default() += 1;
+            }
+        }
+        if let Ok(g) = self.gateway_status().await {
+            kinds.entry(ActorKind::Gateway).or_default().depth += g.waiting as u64;
+        }
+        for kind in ActorKind::ALL {
+            let statuses: &[&'static str] = match kind {
+                ActorKind::Agent | ActorKind::Coordinator => &crate::stats::AgentStatus::WORDS,
+                _ => &["running"],
+            };
+            for status in statuses {
+                let n = count.get(&(kind, *status)).copied().unwrap_or(0);
+                metrics::gauge!("aimesh_actors", "kind" => kind.as_str(), "status" => *status)
+                    .set(n as f64);
+            }
+            let k = kinds.remove(&kind).unwrap_or_default();
+            let label = kind.as_str();
+            metrics::gauge!("aimesh_actor_mailbox_depth", "kind" => label).set(k.depth as f64);
+            metrics::counter!("aimesh_actor_messages_total", "kind" => label).absolute(k.messages);
+            metrics::counter!("aimesh_actor_restarts_total", "kind" => label).absolute(k.restarts);
+            metrics::counter!("aimesh_actor_escalations_total", "kind" => label)
+                .absolute(k.escalations);
+        }
+    }
+
     /// Where a drain is.
     pub fn drain_status(&self) -> DrainStatus {
         DrainStatus {
