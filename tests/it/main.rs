@@ -4,6 +4,7 @@
 
 mod cli;
 mod cluster;
+mod deploy;
 mod durability;
 mod embeddings;
 mod gateway;

@@ -35,6 +35,8 @@ pub(super) struct Sub {
     pub replaces: Option<u32>,
     /// The node it was sent to (`None`: this one).
     pub node: Option<String>,
+    /// When this coordinator took it (for `aimesh_subtask_duration_seconds`).
+    pub since: std::time::Instant,
 }
 
 impl Sub {
@@ -51,6 +53,7 @@ impl Sub {
             error: r.error.clone(),
             replaces: r.replaces,
             node: None,
+            since: std::time::Instant::now(),
         }
     }
 }
@@ -68,6 +71,8 @@ pub(super) struct Live {
     /// The shared-memory read before planning.
     pub prep: Option<OwnedTask>,
     pub synthesis: Option<OwnedTask>,
+    /// When this coordinator took it (for `aimesh_task_duration_seconds`).
+    pub since: std::time::Instant,
 }
 
 impl Live {
@@ -87,6 +92,7 @@ impl Live {
             deadline: None,
             prep: None,
             synthesis: None,
+            since: std::time::Instant::now(),
         }
     }
 
