@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod foundation;
 pub mod gateway;
 mod load;
+pub mod observability;
 pub mod storage;
 
 use clap::Subcommand;
@@ -28,6 +29,9 @@ pub enum Suite {
     /// Three nodes: cross-node round trip beside raw TCP, subtask throughput, failure detection
     /// and recovery after a node is killed.
     Cluster(cluster::ClusterArgs),
+    /// Metrics and tracing on versus off (task throughput), and `/metrics` scrape time with
+    /// 10,000 agents.
+    Observability(observability::ObservabilityArgs),
 }
 
 /// Runs a suite (the foundation suite by default).
@@ -46,5 +50,6 @@ pub async fn run(suite: Option<Suite>) -> anyhow::Result<()> {
         Some(Suite::Gateway(args)) => gateway::run(args).await,
         Some(Suite::Storage(args)) => storage::run(args).await,
         Some(Suite::Cluster(args)) => cluster::run(args).await,
+        Some(Suite::Observability(args)) => observability::run(args).await,
     }
 }

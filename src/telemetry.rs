@@ -34,6 +34,10 @@ pub fn metrics() -> Option<&'static metrics_exporter_prometheus::PrometheusHandl
         std::sync::OnceLock::new();
     HANDLE
         .get_or_init(|| {
+            if !metrics_enabled() {
+                tracing::info!("metrics off (AIMESH_METRICS)");
+                return None;
+            }
             let buckets = [
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                 10.0, 30.0, 60.0, 120.0,
@@ -41,8 +45,21 @@ pub fn metrics() -> Option<&'static metrics_exporter_prometheus::PrometheusHandl
             metrics_exporter_prometheus::PrometheusBuilder::new()
                 .set_buckets(&buckets)
                 .and_then(|b| b.install_recorder())
+                .map(|h| {
+                    aimesh_actors::metrics_names::describe_all();
+                    h
+                })
                 .map_err(|e| tracing::warn!(error = %e, "metrics recorder not installed"))
                 .ok()
         })
         .as_ref()
+}
+
+/// False when env `AIMESH_METRICS` is `0`, `off` or `false`: no recorder is installed, so every
+/// metric update is a no-op and `/metrics` answers 503 (for `aimesh bench` comparisons).
+pub fn metrics_enabled() -> bool {
+    !matches!(
+        std::env::var("AIMESH_METRICS").as_deref().map(str::trim),
+        Ok("0" | "off" | "false")
+    )
 }

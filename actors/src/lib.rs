@@ -47,6 +47,7 @@ pub mod ids;
 pub mod janitor;
 pub mod memory;
 pub mod memory_shard;
+pub mod metrics_names;
 pub mod names;
 pub mod network_supervisor;
 pub mod node;

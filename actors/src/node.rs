@@ -221,8 +221,10 @@ pub struct NewTask {
 /// The node's health.
 #[derive(Debug, Clone, Serialize)]
 pub struct Health {
-    /// `ok` or `degraded`.
+    /// `ok`, `degraded` (serving, something is wrong) or `down` (not ready).
     pub status: &'static str,
+    /// False while the node cannot take work (`down`); the API answers 503.
+    pub ready: bool,
     /// The node's name.
     pub node: String,
     /// The build.
@@ -520,6 +522,7 @@ impl Node {
             self.inner.admission.release(network);
             return Err(e.into());
         }
+        metrics::counter!(crate::metrics_names::TASKS_SUBMITTED, "priority" => crate::metrics_names::priority_label(task.priority)).increment(1);
         Ok(task)
     }
 
@@ -729,6 +732,7 @@ impl Node {
     pub async fn add_memory(&self, item: MemoryItem) -> Result<MemoryItem, NodeError> {
         self.record(item.network_id).await?;
         self.inner.memory.put(item.clone()).await?;
+        metrics::counter!(crate::metrics_names::MEMORY_WRITES).increment(1);
         Ok(item)
     }
 
@@ -900,51 +904,106 @@ impl Node {
             .map_err(|e| Self::unavailable("gateway", e))
     }
 
-    /// The node's health, component by component.
+    /// The node's health, component by component. `down` (not ready: a core component is
+    /// missing, or a clustered node with a shared store has no quorum) answers 503; `degraded`
+    /// (a failed network, an open provider circuit, an unreachable peer) still serves.
     pub async fn health(&self) -> Health {
         let mut components = serde_json::Map::new();
-        let mut ok = true;
-        let mut check = |name: &str, up: bool, detail: String| {
-            ok &= up;
-            components.insert(
-                name.to_owned(),
-                serde_json::json!({"status": if up { "ok" } else { "down" }, "detail": detail}),
-            );
-        };
+        let mut down = false;
+        let mut degraded = false;
         let gateway = lookup::<crate::gateway::GatewayMsg>(&self.inner.names.gateway()).is_some();
-        check("gateway", gateway, "model gateway actor".into());
+        down |= !gateway;
+        components.insert(
+            "gateway".into(),
+            serde_json::Value::Object(component(gateway, "down", "model gateway actor".into())),
+        );
         let shards = self.inner.memory.shards();
         let up = (0..shards)
             .filter(|i| {
                 lookup::<crate::memory_shard::ShardMsg>(&self.inner.names.shard(*i)).is_some()
             })
             .count();
-        check(
-            "memory",
-            up as u32 == shards,
-            format!("{up}/{shards} shards running"),
+        down |= up as u32 != shards;
+        components.insert(
+            "memory".into(),
+            serde_json::Value::Object(component(
+                up as u32 == shards,
+                "down",
+                format!("{up}/{shards} shards running"),
+            )),
         );
-        let store = self.inner.store.networks().await;
-        let networks = store.as_ref().map(|n| n.len()).unwrap_or(0);
-        check(
-            "store",
-            store.is_ok(),
+        let asked = Instant::now();
+        let store = tokio::time::timeout(self.timeout(), self.inner.store.networks()).await;
+        let latency_ms = asked.elapsed().as_secs_f64() * 1e3;
+        let networks = match &store {
+            Ok(Ok(n)) => n.len(),
+            _ => 0,
+        };
+        let store_ok = matches!(store, Ok(Ok(_)));
+        down |= !store_ok;
+        let mut c = component(
+            store_ok,
+            "down",
             match &store {
-                Ok(_) => format!("{} backend", self.inner.store.backend()),
-                Err(e) => e.to_string(),
+                Ok(Ok(_)) => format!("{} backend", self.inner.store.backend()),
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("no answer within {:?}", self.timeout()),
             },
         );
+        c.insert("latency_ms".into(), serde_json::json!(latency_ms));
+        components.insert("store".into(), serde_json::Value::Object(c));
         let failed = self
             .inner
             .statuses
             .iter()
             .filter(|s| *s.value() == NetworkStatus::Failed)
             .count();
-        check(
-            "networks",
-            failed == 0,
-            format!("{networks} networks, {failed} failed"),
+        degraded |= failed > 0;
+        components.insert(
+            "networks".into(),
+            serde_json::Value::Object(component(
+                failed == 0,
+                "degraded",
+                format!("{networks} networks, {failed} failed"),
+            )),
         );
+        // Providers: each used link's breaker, grouped by provider.
+        if let Ok(status) = self.gateway_status().await {
+            let mut providers = serde_json::Map::new();
+            for p in &status.providers {
+                let links: Vec<_> = status
+                    .links
+                    .iter()
+                    .filter(|l| l.link.split('/').next() == Some(p.name.as_str()))
+                    .collect();
+                let open = links
+                    .iter()
+                    .filter(|l| l.circuit == crate::gateway::circuit::CircuitState::Open)
+                    .count();
+                let ok = p.up && (links.is_empty() || open < links.len());
+                degraded |= !ok;
+                let mut c = component(
+                    ok,
+                    "degraded",
+                    format!(
+                        "{}{open}/{} circuits open",
+                        if p.up { "" } else { "not running, " },
+                        links.len()
+                    ),
+                );
+                c.insert(
+                    "circuits".into(),
+                    serde_json::json!(
+                        links
+                            .iter()
+                            .map(|l| (l.link.clone(), serde_json::json!(l.circuit)))
+                            .collect::<serde_json::Map<_, _>>()
+                    ),
+                );
+                providers.insert(p.name.clone(), serde_json::Value::Object(c));
+            }
+            components.insert("providers".into(), serde_json::Value::Object(providers));
+        }
         let cluster = self
             .inner
             .cluster
@@ -960,9 +1019,11 @@ impl Node {
             // Peers being down degrades the cluster, not this node; no quorum (with a shared
             // store) means this node takes no work.
             let up = !view.shared_store || view.quorum;
-            check(
-                "cluster",
+            down |= !up;
+            degraded |= alive < peers;
+            let mut c = component(
                 up,
+                "down",
                 format!(
                     "{alive}/{peers} peers alive{}{}",
                     if view.formed { ", formed" } else { "" },
@@ -973,10 +1034,36 @@ impl Node {
                     }
                 ),
             );
+            let members: serde_json::Map<_, _> = view
+                .members
+                .iter()
+                .filter(|m| m.name != view.me)
+                .map(|m| {
+                    let ok = m.status == crate::cluster::MemberStatus::Alive;
+                    (
+                        m.name.clone(),
+                        serde_json::json!({
+                            "status": if ok { "ok" } else { "degraded" },
+                            "member": m.status,
+                            "rtt_ms": m.rtt_ms,
+                            "last_heard_ms": m.last_heard_ms,
+                        }),
+                    )
+                })
+                .collect();
+            c.insert("peers".into(), serde_json::Value::Object(members));
+            components.insert("cluster".into(), serde_json::Value::Object(c));
         }
         Health {
+            ready: !down,
             cluster,
-            status: if ok { "ok" } else { "degraded" },
+            status: if down {
+                "down"
+            } else if degraded {
+                "degraded"
+            } else {
+                "ok"
+            },
             node: self.name().to_owned(),
             version: env!("CARGO_PKG_VERSION"),
             uptime_seconds: self.inner.started.elapsed().as_secs(),
@@ -1010,4 +1097,19 @@ impl Node {
             .stop_and_wait(Some("shutdown".into()), Some(self.timeout()))
             .await;
     }
+}
+
+/// One health component: `{"status": "ok"|bad, "detail": ...}`.
+fn component(
+    ok: bool,
+    bad: &'static str,
+    detail: String,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut c = serde_json::Map::new();
+    c.insert(
+        "status".into(),
+        serde_json::json!(if ok { "ok" } else { bad }),
+    );
+    c.insert("detail".into(), serde_json::json!(detail));
+    c
 }

@@ -187,7 +187,7 @@ pub async fn gateway(State(s): State<AppState>) -> Result<impl IntoResponse, Api
 /// `GET /health`: 200 when every component is up, 503 otherwise.
 pub async fn health(State(s): State<AppState>) -> impl IntoResponse {
     let health = s.node.health().await;
-    let code = if health.status == "ok" {
+    let code = if health.ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

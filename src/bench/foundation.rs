@@ -99,14 +99,14 @@ fn figures(count: usize, elapsed: Duration, before: u64, after: u64) -> SpawnFig
     }
 }
 
-#[derive(Debug, Serialize)]
-struct Throughput {
-    tasks: usize,
-    completed: usize,
-    seconds: f64,
-    tasks_per_second: f64,
-    latency_p50_ms: f64,
-    latency_p99_ms: f64,
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct Throughput {
+    pub tasks: usize,
+    pub completed: usize,
+    pub seconds: f64,
+    pub tasks_per_second: f64,
+    pub latency_p50_ms: f64,
+    pub latency_p99_ms: f64,
 }
 
 fn rss_bytes() -> u64 {
@@ -120,7 +120,7 @@ fn rss_bytes() -> u64 {
     pages * 4096
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
+pub(super) fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -128,7 +128,7 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)].as_secs_f64() * 1000.0
 }
 
-fn node_options(name: &str) -> NodeOptions {
+pub(super) fn node_options(name: &str) -> NodeOptions {
     let mut o = NodeOptions::new(name, Arc::new(InMemoryStore::new()));
     o.max_unfinished_tasks = 1_000_000;
     o.settings.call_timeout = Duration::from_secs(120);
@@ -136,7 +136,7 @@ fn node_options(name: &str) -> NodeOptions {
     o
 }
 
-fn spawn_specs(n: usize) -> Vec<AgentSpec> {
+pub(super) fn spawn_specs(n: usize) -> Vec<AgentSpec> {
     (0..n)
         .map(|i| {
             let mut parameters = AgentParameters::for_kind("content");
@@ -265,7 +265,7 @@ async fn spawn_ractor(n: usize) -> anyhow::Result<SpawnRun> {
     })
 }
 
-fn seed_task() -> NewTask {
+pub(super) fn seed_task() -> NewTask {
     NewTask {
         task: "Create an email campaign for a new product launch targeting tech professionals"
             .into(),
@@ -298,7 +298,7 @@ async fn default_network(node: &Node) -> anyhow::Result<aimesh_actors::ids::Netw
         .network_id)
 }
 
-async fn tasks_in_process(n: usize, concurrency: usize) -> anyhow::Result<Throughput> {
+pub(super) async fn tasks_in_process(n: usize, concurrency: usize) -> anyhow::Result<Throughput> {
     let node = Node::start(node_options("bench-tasks")).await?;
     let net = default_network(&node).await?;
     let start = Instant::now();

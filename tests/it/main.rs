@@ -5,6 +5,7 @@
 mod admin;
 mod cli;
 mod cluster;
+mod deploy;
 mod durability;
 mod embeddings;
 mod gateway;

@@ -486,7 +486,8 @@ impl MemberState {
                 .duration_since(*sent)
                 .saturating_sub(Duration::from_nanos(echo.held_ns));
             peer.rtt = Some(rtt);
-            metrics::histogram!("aimesh_cluster_heartbeat_rtt_seconds").record(rtt.as_secs_f64());
+            metrics::histogram!(crate::metrics_names::CLUSTER_HEARTBEAT_RTT, "peer" => hb.from.clone())
+                .record(rtt.as_secs_f64());
         }
         if peer
             .heartbeat

@@ -17,6 +17,7 @@ use crate::gateway::offline::compose::summary_of;
 use crate::gateway::{ModelError, ModelRequest, ModelResponse};
 use crate::ids::{AgentId, MemoryId, NetworkId, SubtaskId, TaskId};
 use crate::memory::MemoryClient;
+use crate::metrics_names;
 use crate::owned::OwnedTask;
 use crate::planner::{self, Candidate};
 use crate::prompt::{self, Output, TaskBrief};
@@ -483,6 +484,14 @@ impl CoordinatorState {
         else {
             return Ok(false);
         };
+        let label = match &outcome {
+            SubtaskOutcome::Completed { .. } => "completed",
+            SubtaskOutcome::Failed { .. } => "failed",
+            SubtaskOutcome::Cancelled { .. } => "cancelled",
+        };
+        metrics::counter!(metrics_names::SUBTASKS_FINISHED, "status" => label).increment(1);
+        metrics::histogram!(metrics_names::SUBTASK_DURATION, "status" => label)
+            .record(sub.since.elapsed().as_secs_f64());
         match &outcome {
             SubtaskOutcome::Completed { output, .. } => {
                 sub.status = SubtaskStatus::Completed;
@@ -766,6 +775,9 @@ impl CoordinatorState {
         let Some(live) = self.live.remove(&task) else {
             return Ok(());
         };
+        metrics::counter!(metrics_names::TASKS_FINISHED, "status" => status.as_str(), "priority" => metrics_names::priority_label(live.priority)).increment(1);
+        metrics::histogram!(metrics_names::TASK_DURATION, "status" => status.as_str())
+            .record(live.since.elapsed().as_secs_f64());
         if live.phase == Phase::Waiting {
             self.waiting.remove_where(|t| *t == task);
         } else {
@@ -864,6 +876,7 @@ impl CoordinatorState {
                 )
                 .await?;
                 self.args.admission.release(self.args.network);
+                metrics::counter!(metrics_names::TASKS_FINISHED, "status" => "cancelled", "priority" => metrics_names::priority_label(record.priority)).increment(1);
                 self.args.watch.finished(task, TaskStatus::Cancelled);
                 Ok(TaskStatus::Cancelled)
             }

@@ -37,6 +37,8 @@ pub(super) struct Sub {
     pub node: Option<String>,
     /// Sent to a peer: redelivered unless that peer renews its hold on it before this.
     pub lease: Option<tokio::time::Instant>,
+    /// When this coordinator took it (for `aimesh_subtask_duration_seconds`).
+    pub since: std::time::Instant,
 }
 
 impl Sub {
@@ -54,6 +56,7 @@ impl Sub {
             replaces: r.replaces,
             node: None,
             lease: None,
+            since: std::time::Instant::now(),
         }
     }
 }
@@ -71,6 +74,8 @@ pub(super) struct Live {
     /// The shared-memory read before planning.
     pub prep: Option<OwnedTask>,
     pub synthesis: Option<OwnedTask>,
+    /// When this coordinator took it (for `aimesh_task_duration_seconds`).
+    pub since: std::time::Instant,
 }
 
 impl Live {
@@ -90,6 +95,7 @@ impl Live {
             deadline: None,
             prep: None,
             synthesis: None,
+            since: std::time::Instant::now(),
         }
     }
 

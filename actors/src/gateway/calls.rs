@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use super::cache::{self, CachedAnswer, Key};
 use super::catalog::{Backend, Chain, ModelSpec};
-use super::circuit::{Admit, Circuit};
+use super::circuit::{Admit, Circuit, CircuitState};
 use super::ledger::Reservation;
 use super::limiter::{Admission, LinkLimiter, Waiter};
 use super::sink::DeltaSink;
@@ -438,6 +438,7 @@ impl GatewayState {
         match result {
             Ok(c) => {
                 circuit.success();
+                metrics::gauge!(crate::metrics_names::GATEWAY_CIRCUIT_OPEN, &labels).set(0.0);
                 let mut usage = c.usage;
                 usage.cost_usd = link.price.cost(&usage);
                 if let Some(r) = call.reservation.take() {
@@ -544,6 +545,12 @@ impl GatewayState {
                     // The provider answered; the request was at fault.
                     circuit.success();
                 }
+                let open = circuit.state(now) == CircuitState::Open;
+                metrics::gauge!(crate::metrics_names::GATEWAY_CIRCUIT_OPEN, &labels).set(if open {
+                    1.0
+                } else {
+                    0.0
+                });
                 if let Some(r) = call.reservation.take() {
                     self.ledger.release(r);
                 }

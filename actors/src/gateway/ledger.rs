@@ -89,6 +89,10 @@ pub struct Ledger {
 impl Ledger {
     /// A ledger with a global budget and a default budget for networks that set none.
     pub fn new(global: Option<Usd>, network_default: Option<Usd>) -> Self {
+        if let Some(limit) = global {
+            metrics::gauge!(crate::metrics_names::GATEWAY_BUDGET_USD)
+                .set(limit.0 as f64 / Usd::SCALE);
+        }
         Self {
             global: Account::new(global),
             networks: DashMap::new(),
@@ -171,7 +175,8 @@ impl Ledger {
     /// Replaces a reservation by the real cost of the call.
     pub fn settle(&self, r: Reservation, cost: Usd) {
         self.unhold(&r);
-        self.global.spent.fetch_add(cost.0, Ordering::AcqRel);
+        let spent = self.global.spent.fetch_add(cost.0, Ordering::AcqRel) + cost.0;
+        metrics::gauge!(crate::metrics_names::GATEWAY_SPENT_USD).set(spent as f64 / Usd::SCALE);
         if let Some(net) = r.network
             && let Some(a) = self.networks.get(&net)
         {

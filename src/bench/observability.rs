@@ -1,0 +1,227 @@
+//! `aimesh bench observability`: what metrics and tracing cost.
+//!
+//! - Task throughput in-process (the foundation suite's workload) with metrics and tracing on
+//!   (recorder installed, `RUST_LOG=info`) versus off (`AIMESH_METRICS=off`, `RUST_LOG=off`),
+//!   each side in its own child process, since the metrics recorder is global to a process.
+//!   Target: on / off ≥ 0.95.
+//! - `GET /metrics` over loopback on a node holding a network of 10,000 agents after some
+//!   tasks ran: p50/p99 over repeated scrapes. Target: ≤ 10 ms.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+
+use aimesh_actors::node::NewNetwork;
+
+use super::foundation::{Throughput, percentile, spawn_specs, tasks_in_process};
+
+/// `aimesh bench observability` options.
+#[derive(Debug, Clone, Args)]
+pub struct ObservabilityArgs {
+    /// Tasks per throughput run.
+    #[arg(long, default_value_t = 5_000)]
+    pub tasks: usize,
+    /// Tasks in flight at once.
+    #[arg(long, default_value_t = 256)]
+    pub concurrency: usize,
+    /// Runs per side (alternating on/off; the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Agents on the scraped node.
+    #[arg(long, default_value_t = 10_000)]
+    pub agents: usize,
+    /// Scrapes to time.
+    #[arg(long, default_value_t = 50)]
+    pub scrapes: usize,
+    /// Print one JSON object instead of lines.
+    #[arg(long)]
+    pub json: bool,
+    /// Internal: one throughput run in this process (used in child processes).
+    #[arg(long, hide = true, value_enum)]
+    pub part: Option<Side>,
+}
+
+/// One side of the comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Side {
+    /// Metrics recorder installed, logs at info.
+    On,
+    /// No recorder, logs off.
+    Off,
+}
+
+async fn in_child(side: Side, args: &ObservabilityArgs) -> anyhow::Result<Throughput> {
+    let exe = std::env::current_exe()?;
+    let (name, metrics, log) = match side {
+        Side::On => ("on", "on", "info"),
+        Side::Off => ("off", "off", "off"),
+    };
+    let out = tokio::process::Command::new(exe)
+        .args([
+            "bench",
+            "observability",
+            "--part",
+            name,
+            "--tasks",
+            &args.tasks.to_string(),
+            "--concurrency",
+            &args.concurrency.to_string(),
+        ])
+        .env("AIMESH_METRICS", metrics)
+        .env("RUST_LOG", log)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .await?;
+    anyhow::ensure!(out.status.success(), "bench part {name} failed");
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Scrape {
+    agents: usize,
+    scrapes: usize,
+    bytes: usize,
+    series: usize,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+async fn scrape(args: &ObservabilityArgs) -> anyhow::Result<Scrape> {
+    let config = crate::config::Config::parse(
+        std::path::Path::new("bench.toml"),
+        "[[node]]\nname = \"bench-obs\"\napi = \"127.0.0.1:0\"\n[limits]\nmax_unfinished_tasks = 1000000\n",
+    )?;
+    let node_config = config.nodes[0].clone();
+    let (node, app) = crate::server::start(&config, &node_config).await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    node.create_network(NewNetwork {
+        name: "scrape".into(),
+        description: String::new(),
+        max_iterations: 1,
+        timeout_seconds: 60,
+        agents: Some(spawn_specs(args.agents)),
+        budget_usd: None,
+        retention: None,
+        network_id: None,
+    })
+    .await?;
+    // Some work, so task, subtask and gateway series exist.
+    let net = node
+        .create_network(NewNetwork {
+            name: "work".into(),
+            description: String::new(),
+            max_iterations: 10,
+            timeout_seconds: 300,
+            agents: None,
+            budget_usd: None,
+            retention: None,
+            network_id: None,
+        })
+        .await?
+        .record
+        .network_id;
+    for _ in 0..20 {
+        let t = node
+            .submit_task(net, super::foundation::seed_task())
+            .await?;
+        node.process_task(net, t.task_id).await?;
+        node.wait_status(net, t.task_id, Duration::from_secs(60))
+            .await?;
+    }
+    let client = reqwest::Client::builder().tcp_nodelay(true).build()?;
+    let url = format!("http://{addr}/metrics");
+    let mut times = Vec::with_capacity(args.scrapes);
+    let mut body = String::new();
+    // One warm-up scrape (connection set-up), then the timed ones.
+    for i in 0..=args.scrapes.max(1) {
+        let t0 = Instant::now();
+        let resp = client.get(&url).send().await?;
+        anyhow::ensure!(resp.status().is_success(), "/metrics: {}", resp.status());
+        body = resp.text().await?;
+        if i > 0 {
+            times.push(t0.elapsed());
+        }
+    }
+    server.abort();
+    node.shutdown().await;
+    times.sort();
+    Ok(Scrape {
+        agents: args.agents,
+        scrapes: times.len(),
+        bytes: body.len(),
+        series: body
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .count(),
+        p50_ms: percentile(&times, 0.5),
+        p99_ms: percentile(&times, 0.99),
+        max_ms: times.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
+    })
+}
+
+/// Runs the suite and prints its figures.
+pub async fn run(args: ObservabilityArgs) -> anyhow::Result<()> {
+    let mut out = std::io::stdout();
+    if let Some(side) = args.part {
+        if side == Side::On {
+            let _ = crate::telemetry::metrics().context("metrics recorder")?;
+        }
+        let t = tasks_in_process(args.tasks, args.concurrency).await?;
+        writeln!(out, "{}", serde_json::to_string(&t)?)?;
+        return Ok(());
+    }
+    let mut on = Vec::new();
+    let mut off = Vec::new();
+    for _ in 0..args.runs.max(1) {
+        off.push(in_child(Side::Off, &args).await?.tasks_per_second);
+        on.push(in_child(Side::On, &args).await?.tasks_per_second);
+    }
+    on.sort_by(f64::total_cmp);
+    off.sort_by(f64::total_cmp);
+    let (on_tps, off_tps) = (on[on.len() / 2], off[off.len() / 2]);
+    let scrape = scrape(&args).await?;
+    let report = serde_json::json!({
+        "throughput": {
+            "tasks": args.tasks,
+            "runs": args.runs.max(1),
+            "on_tasks_per_second": on_tps,
+            "off_tasks_per_second": off_tps,
+            "ratio": on_tps / off_tps.max(1e-9),
+            "target_ratio": 0.95,
+        },
+        "scrape": scrape,
+        "target_scrape_ms": 10.0,
+    });
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "tasks in-process, metrics+tracing on vs off ({} tasks, median of {} runs each): {:.0} vs {:.0} tasks/s, ratio {:.3} (target ≥ 0.95)",
+        args.tasks,
+        args.runs.max(1),
+        on_tps,
+        off_tps,
+        on_tps / off_tps.max(1e-9)
+    )?;
+    writeln!(
+        out,
+        "GET /metrics with {} agents: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {} scrapes ({} series, {} bytes; target ≤ 10 ms)",
+        scrape.agents,
+        scrape.p50_ms,
+        scrape.p99_ms,
+        scrape.max_ms,
+        scrape.scrapes,
+        scrape.series,
+        scrape.bytes
+    )?;
+    Ok(())
+}
