@@ -45,10 +45,7 @@ pub fn metrics() -> Option<&'static metrics_exporter_prometheus::PrometheusHandl
             metrics_exporter_prometheus::PrometheusBuilder::new()
                 .set_buckets(&buckets)
                 .and_then(|b| b.install_recorder())
-                .map(|h| {
-                    aimesh_actors::metrics_names::describe_all();
-                    h
-                })
+                .inspect(|_| aimesh_actors::metrics_names::describe_all())
                 .map_err(|e| tracing::warn!(error = %e, "metrics recorder not installed"))
                 .ok()
         })
