@@ -34,6 +34,8 @@ pub struct Cluster {
     pub fake_url: Option<String>,
     /// One proxy per node between that node and the fake provider.
     pub proxies: Vec<Proxy>,
+    /// One proxy per node in front of its cluster listener (its peers dial it, `dial = ...`).
+    pub cluster_proxies: Vec<Proxy>,
     fake: Option<Child>,
     _dir: Option<tempfile::TempDir>,
     logs: PathBuf,
@@ -85,6 +87,7 @@ impl Cluster {
         text.push('\n');
         let mut members = String::new();
         let mut apis = Vec::new();
+        let mut cluster_proxies = Vec::new();
         for i in 1..=n {
             let api = free_port()?;
             apis.push(api);
@@ -92,7 +95,18 @@ impl Cluster {
                 "[[node]]\nname = \"n{i}\"\napi = \"127.0.0.1:{api}\"\n"
             ));
             if n > 1 {
-                members.push_str(&format!("cluster = \"127.0.0.1:{}\"\n", free_port()?));
+                let port = free_port()?;
+                let proxy = Proxy::start(
+                    ([127, 0, 0, 1], 0).into(),
+                    ([127, 0, 0, 1], port).into(),
+                    seed.wrapping_add(1000 + i as u64),
+                )
+                .await?;
+                members.push_str(&format!(
+                    "cluster = \"127.0.0.1:{port}\"\ndial = \"{}\"\n",
+                    proxy.listen
+                ));
+                cluster_proxies.push(proxy);
             }
         }
         let mut nodes = Vec::new();
@@ -122,6 +136,7 @@ impl Cluster {
             nodes,
             fake_url: Some(format!("http://{fake_addr}")),
             proxies,
+            cluster_proxies,
             fake: Some(fake),
             _dir: Some(dir),
             logs,
@@ -175,6 +190,7 @@ impl Cluster {
             nodes,
             fake_url: None,
             proxies: Vec::new(),
+            cluster_proxies: Vec::new(),
             fake: None,
             _dir: Some(dir),
             logs,

@@ -704,15 +704,22 @@ async fn phase(
                 say(
                     run_start,
                     format!(
-                        "fault: {} between {} and the provider for {} ms",
+                        "fault: {} on {}'s provider and peer links for {} ms",
                         f.kind.name(),
                         cluster.nodes[node].name,
                         f.duration_ms
                     ),
                 );
+                let peer = cluster.cluster_proxies.get(node).cloned();
                 proxy.set(faults);
+                if let Some(p) = &peer {
+                    p.set(faults);
+                }
                 tokio::time::sleep(hold).await;
                 proxy.heal();
+                if let Some(p) = &peer {
+                    p.heal();
+                }
             }
             FaultKind::Flood => {
                 let count = ((plan.rate * 5.0) * hold.as_secs_f64()).ceil() as u64;
