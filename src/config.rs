@@ -105,6 +105,7 @@ struct RawNode {
     name: String,
     api: String,
     cluster: Option<String>,
+    dial: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -196,6 +197,16 @@ pub struct NodeConfig {
     pub api: SocketAddr,
     /// Where it listens for its peers (`host:port`); none for a standalone node.
     pub cluster: Option<String>,
+    /// The address its peers dial to reach it (`host:port`, e.g. a proxy in front of
+    /// `cluster`); `cluster` when absent.
+    pub dial: Option<String>,
+}
+
+impl NodeConfig {
+    /// The address peers dial to reach this node: `dial`, else `cluster`.
+    pub fn dial_addr(&self) -> Option<&str> {
+        self.dial.as_deref().or(self.cluster.as_deref())
+    }
 }
 
 /// The validated `[cluster]` membership tunables and the cookie.
@@ -348,7 +359,16 @@ fn validate(
     let mut nodes = Vec::new();
     let several = node.len() > 1;
     let mut cluster_addrs = HashSet::new();
-    for (i, RawNode { name, api, cluster }) in node.into_iter().enumerate() {
+    for (
+        i,
+        RawNode {
+            name,
+            api,
+            cluster,
+            dial,
+        },
+    ) in node.into_iter().enumerate()
+    {
         let ok_name = !name.is_empty()
             && name.len() <= 64
             && name
@@ -403,7 +423,29 @@ fn validate(
             }
             None => None,
         };
-        nodes.push(NodeConfig { name, api, cluster });
+        if let Some(addr) = &dial {
+            if cluster.is_none() {
+                return Err(invalid(
+                    format!("node[{i}].dial"),
+                    "dial needs a cluster address too (dial is how peers reach `cluster`)".into(),
+                ));
+            }
+            let ok = addr
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+            if !ok {
+                return Err(invalid(
+                    format!("node[{i}].dial"),
+                    format!("{addr:?} is not a host:port address"),
+                ));
+            }
+        }
+        nodes.push(NodeConfig {
+            name,
+            api,
+            cluster,
+            dial,
+        });
     }
     let cookie = env("AIMESH_COOKIE").filter(|c| !c.is_empty());
     let beyond_loopback = nodes.iter().filter_map(|n| n.cluster.as_deref()).any(|a| {
@@ -680,6 +722,25 @@ mod tests {
         let c = parse(text).unwrap();
         assert!(!c.nodes.is_empty());
         assert_eq!(c.nodes[0].api.port(), 8080);
+    }
+
+    #[test]
+    fn peers_dial_the_dial_address_when_given() {
+        let c = parse(
+            "[[node]]\nname = \"n1\"\napi = \"127.0.0.1:9000\"\ncluster = \"127.0.0.1:9100\"\ndial = \"127.0.0.1:9200\"\n\
+             [[node]]\nname = \"n2\"\napi = \"127.0.0.1:9001\"\ncluster = \"127.0.0.1:9101\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.nodes[0].dial_addr(), Some("127.0.0.1:9200"));
+        assert_eq!(c.nodes[1].dial_addr(), Some("127.0.0.1:9101"));
+        let bad = parse(
+            "[[node]]\nname = \"n1\"\napi = \"127.0.0.1:9000\"\ncluster = \"127.0.0.1:9100\"\ndial = \"nowhere\"\n\
+             [[node]]\nname = \"n2\"\napi = \"127.0.0.1:9001\"\ncluster = \"127.0.0.1:9101\"\n",
+        );
+        assert!(format!("{:?}", bad.unwrap_err()).contains("node[0].dial"));
+        let alone =
+            parse("[[node]]\nname = \"n1\"\napi = \"127.0.0.1:9000\"\ndial = \"127.0.0.1:1\"\n");
+        assert!(format!("{:?}", alone.unwrap_err()).contains("node[0].dial"));
     }
 
     #[test]

@@ -100,7 +100,7 @@ fn cluster_config(
         .filter_map(|n| {
             Some(PeerConfig {
                 name: n.name.clone(),
-                addr: n.cluster.clone()?,
+                addr: n.dial_addr()?.to_owned(),
             })
         })
         .collect();

@@ -796,3 +796,62 @@ fn fresh_database(admin: &str) -> String {
     let path = base[host..].find('/').map_or(base.len(), |p| host + p);
     format!("{}/{name}{query}", &base[..path])
 }
+
+/// Copies one direction of a proxied connection until either side closes.
+fn pipe(mut from: std::net::TcpStream, mut to: std::net::TcpStream) {
+    let _ = std::io::copy(&mut from, &mut to);
+    let _ = to.shutdown(std::net::Shutdown::Both);
+    let _ = from.shutdown(std::net::Shutdown::Both);
+}
+
+#[test]
+fn peers_dial_a_node_at_its_dial_address_through_a_proxy() {
+    // n1 (the dialer: its name sorts first) reaches n2 only through a TCP forwarder at n2's
+    // `dial` address; the cluster still forms, and the forwarder carried the session.
+    let (api1, api2, c1, c2) = (free_port(), free_port(), free_port(), free_port());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = accepted.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { continue };
+            let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", c2)) else {
+                continue;
+            };
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let (c, s) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(move || pipe(client, server));
+            std::thread::spawn(move || pipe(s, c));
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cluster.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[cluster]\nname = \"it\"\nheartbeat_ms = 100\nfailure_timeout_ms = 1500\n\
+             [storage]\nbackend = \"embedded\"\n\
+             [[node]]\nname = \"n1\"\napi = \"127.0.0.1:{api1}\"\ncluster = \"127.0.0.1:{c1}\"\n\
+             [[node]]\nname = \"n2\"\napi = \"127.0.0.1:{api2}\"\ncluster = \"127.0.0.1:{c2}\"\n\
+             dial = \"{proxy}\"\n"
+        ),
+    )
+    .unwrap();
+    let _n1 = node(&config, "n1", "c00kie");
+    let _n2 = node(&config, "n2", "c00kie");
+    for port in [api1, api2] {
+        let api = Api::new(port);
+        api.wait_healthy();
+        eventually(Duration::from_secs(30), "the cluster to form", || {
+            let (_, h) = api.get("/health");
+            let members = h["cluster"]["members"].as_array()?.clone();
+            members
+                .iter()
+                .all(|m| m["status"] == "alive" || m["status"] == "up")
+                .then_some(())
+                .filter(|_| h["cluster"]["formed"] == true)
+        });
+    }
+    assert!(accepted.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+}
