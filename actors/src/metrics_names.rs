@@ -82,18 +82,10 @@ metrics_list! {
     ACTOR_ESCALATIONS = "aimesh_actor_escalations_total", Counter, "Failures escalated past a supervisor, by actor kind.";
 }
 
-/// Names rendered from the actor directory at scrape time (not through the `metrics` recorder).
-pub const SCRAPE_TIME: &[&str] = &[
-    ACTORS,
-    ACTOR_MAILBOX_DEPTH,
-    ACTOR_MESSAGES,
-    ACTOR_RESTARTS,
-    ACTOR_ESCALATIONS,
-];
 
 /// Emits HELP and TYPE for every recorder metric (call once the recorder is installed).
 pub fn describe_all() {
-    for m in ALL.iter().filter(|m| !SCRAPE_TIME.contains(&m.name)) {
+    for m in ALL {
         match m.kind {
             Kind::Counter => metrics::describe_counter!(m.name, m.help),
             Kind::Gauge => metrics::describe_gauge!(m.name, m.help),

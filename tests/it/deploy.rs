@@ -257,9 +257,7 @@ fn alert_rules_and_dashboard_parse_and_use_only_metrics_a_node_exports() {
     let exported_base: BTreeSet<&str> = exported.iter().filter_map(|s| base_name(s)).collect();
     for name in &used {
         let base = base_name(name).unwrap();
-        if EVENT_ONLY.contains(&base) || metrics_names::SCRAPE_TIME.contains(&base) {
-            // Actor metrics are rendered by the admin directory at scrape time; until that is
-            // merged they are checked against the contract list above.
+        if EVENT_ONLY.contains(&base) {
             continue;
         }
         assert!(
