@@ -82,7 +82,6 @@ metrics_list! {
     ACTOR_ESCALATIONS = "aimesh_actor_escalations_total", Counter, "Failures escalated past a supervisor, by actor kind.";
 }
 
-
 /// Emits HELP and TYPE for every recorder metric (call once the recorder is installed).
 pub fn describe_all() {
     for m in ALL {
