@@ -175,6 +175,8 @@ impl AgentState {
             let Some(next) = self.queue.pop(Instant::now()) else {
                 break;
             };
+            metrics::histogram!(crate::metrics_names::QUEUE_WAIT, "queue" => "agent")
+                .record(next.waited.as_secs_f64());
             self.start(next.item, myself);
         }
         self.args

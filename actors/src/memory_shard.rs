@@ -98,6 +98,8 @@ pub struct ShardStats {
     pub networks: usize,
     /// Items waiting for their vectors (provider embedders); not yet found by search.
     pub unembedded: usize,
+    /// Text bytes of the items held (content and string metadata).
+    pub bytes: usize,
 }
 
 /// What a shard starts with.
@@ -130,6 +132,8 @@ pub struct ShardState {
     ann_threshold: usize,
     networks: HashMap<NetworkId, NetworkItems>,
     count: usize,
+    /// Text bytes of the items held.
+    bytes: usize,
     /// Replies waiting for their writes to be durable, and store deletions.
     pending: tokio::task::JoinSet<()>,
     /// Items waiting for provider vectors, and the batch in flight.
@@ -203,6 +207,7 @@ impl Actor for MemoryShard {
             ann_threshold: args.ann_threshold,
             networks: HashMap::new(),
             count: 0,
+            bytes: 0,
             pending: tokio::task::JoinSet::new(),
             queue: vectors::EmbedQueue::default(),
             cache: args.vector_cache,
@@ -317,6 +322,7 @@ impl Actor for MemoryShard {
             ShardMsg::Stats(reply) => {
                 let _ = reply.send(ShardStats {
                     items: state.count,
+                    bytes: state.bytes,
                     networks: state.networks.len(),
                     unembedded: state.queue.len(),
                 });
@@ -403,8 +409,10 @@ impl ShardState {
                 by_kind: Default::default(),
                 vectors: None,
             });
+        self.bytes += text.len();
         if let Some(old) = n.items.insert(id, item) {
             n.by_kind[kind_index(old.kind)].remove(&id);
+            self.bytes = self.bytes.saturating_sub(search_text(&old).len());
         } else {
             self.count += 1;
         }
@@ -428,6 +436,8 @@ impl ShardState {
     fn drop_network(&mut self, network: NetworkId) {
         if let Some(n) = self.networks.remove(&network) {
             self.count -= n.items.len();
+            let gone: usize = n.items.values().map(|i| search_text(i).len()).sum();
+            self.bytes = self.bytes.saturating_sub(gone);
         }
         self.queue.forget_network(network);
     }
@@ -439,6 +449,7 @@ impl ShardState {
             for n in self.networks.values_mut() {
                 if let Some(item) = n.items.remove(&id) {
                     n.by_kind[kind_index(item.kind)].remove(&id);
+                    self.bytes = self.bytes.saturating_sub(search_text(&item).len());
                     if let Some(v) = &mut n.vectors {
                         v.remove(id.as_uuid().as_u128());
                     }
@@ -604,6 +615,7 @@ mod tests {
             ann_threshold: 1000,
             networks: HashMap::new(),
             count: 0,
+            bytes: 0,
             pending: tokio::task::JoinSet::new(),
             queue: vectors::EmbedQueue::default(),
             cache: Arc::new(VectorCache::default()),

@@ -42,6 +42,8 @@ metrics_list! {
     TASKS_FINISHED = "aimesh_tasks_finished_total", Counter, "Tasks that reached a terminal status, by status and priority.";
     TASK_DURATION = "aimesh_task_duration_seconds", Histogram, "Time from a coordinator taking a task to its end, by status.";
     SUBTASKS_FINISHED = "aimesh_subtasks_finished_total", Counter, "Subtasks that ended, by status.";
+    TASKS_IN_PROGRESS = "aimesh_tasks_in_progress", Gauge, "Unfinished tasks of this node's networks, by state (waiting for a slot, active).";
+    QUEUE_WAIT = "aimesh_queue_wait_seconds", Histogram, "Time work waited in a priority queue before it was taken, by queue (coordinator, agent, gateway).";
     SUBTASK_DURATION = "aimesh_subtask_duration_seconds", Histogram, "Time from a subtask's assignment to its outcome, by status.";
     // Gateway (providers).
     GATEWAY_REQUESTS = "aimesh_gateway_requests_total", Counter, "Provider calls, by provider, model and outcome (ok or the error code).";
@@ -63,6 +65,8 @@ metrics_list! {
     EMBEDDING_TOKENS = "aimesh_embedding_tokens_total", Counter, "Embedding tokens billed, by provider.";
     EMBEDDING_COST = "aimesh_embedding_cost_picodollars_total", Counter, "Embedding cost in pico-dollars, by provider.";
     MEMORY_WRITES = "aimesh_memory_writes_total", Counter, "Memory items written through this node.";
+    MEMORY_ITEMS = "aimesh_memory_items", Gauge, "Memory items held by this node's shards.";
+    MEMORY_BYTES = "aimesh_memory_bytes", Gauge, "Text bytes (content and string metadata) of the memory items held by this node's shards.";
     MEMORY_SEARCH_DURATION = "aimesh_memory_search_duration_seconds", Histogram, "Duration of memory searches.";
     MEMORY_SWEPT = "aimesh_memory_swept_items_total", Counter, "Expired memory items swept.";
     // Store.

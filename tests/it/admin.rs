@@ -238,6 +238,12 @@ fn the_admin_cli_shows_the_tree_and_a_killed_agent_is_restarted_while_its_task_c
     assert!(value("aimesh_actor_restarts_total{kind=\"memory_shard\"}") >= 1.0);
     assert!(value("aimesh_actor_messages_total{kind=\"coordinator\"}") > 0.0);
     assert_eq!(value("aimesh_actor_escalations_total{kind=\"agent\"}"), 0.0);
+    // Queue waits, tasks in progress, memory held (the agents wrote their outputs).
+    assert!(value("aimesh_queue_wait_seconds_count{queue=\"agent\"}") >= 3.0);
+    assert!(value("aimesh_queue_wait_seconds_count{queue=\"coordinator\"}") >= 1.0);
+    assert_eq!(value("aimesh_tasks_in_progress{state=\"active\"}"), 0.0);
+    assert!(value("aimesh_memory_items") >= 1.0);
+    assert!(value("aimesh_memory_bytes") > 0.0);
 
     // Not clustered: nothing to drain into.
     let err = one_line_error(&cli(port, Some(TOKEN), &["drain", "solo"]));

@@ -122,6 +122,8 @@ impl CoordinatorState {
             let Some(next) = self.waiting.pop(Instant::now()) else {
                 break;
             };
+            metrics::histogram!(crate::metrics_names::QUEUE_WAIT, "queue" => "coordinator")
+                .record(next.waited.as_secs_f64());
             let task = next.item;
             let Some(live) = self.live.get_mut(&task) else {
                 continue;

@@ -125,6 +125,8 @@ impl LinkLimiter {
             match self.gate(next.tokens) {
                 Gate::Go => {
                     if let Some(p) = self.waiting.pop(now) {
+                        metrics::histogram!(crate::metrics_names::QUEUE_WAIT, "queue" => "gateway")
+                            .record(p.waited.as_secs_f64());
                         woken.admitted.push((p.item.call, p.waited));
                     }
                 }

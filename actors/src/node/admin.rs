@@ -279,6 +279,33 @@ impl Node {
         if let Ok(g) = self.gateway_status().await {
             kinds.entry(ActorKind::Gateway).or_default().depth += g.waiting as u64;
         }
+        if let Ok(shards) = self.memory_stats().await {
+            let items: usize = shards.iter().map(|s| s.items).sum();
+            let bytes: usize = shards.iter().map(|s| s.bytes).sum();
+            metrics::gauge!(crate::metrics_names::MEMORY_ITEMS).set(items as f64);
+            metrics::gauge!(crate::metrics_names::MEMORY_BYTES).set(bytes as f64);
+        }
+        let (mut waiting, mut active) = (0usize, 0usize);
+        for network in self
+            .inner
+            .statuses
+            .iter()
+            .map(|e| *e.key())
+            .collect::<Vec<_>>()
+        {
+            let name = self.inner.names.coordinator(network);
+            if let Some(c) = crate::names::lookup::<crate::coordinator::CoordinatorMsg>(&name)
+                && let Ok(load) =
+                    ask(&c, self.timeout(), crate::coordinator::CoordinatorMsg::Load).await
+            {
+                waiting += load.waiting;
+                active += load.active;
+            }
+        }
+        metrics::gauge!(crate::metrics_names::TASKS_IN_PROGRESS, "state" => "waiting")
+            .set(waiting as f64);
+        metrics::gauge!(crate::metrics_names::TASKS_IN_PROGRESS, "state" => "active")
+            .set(active as f64);
         for kind in ActorKind::ALL {
             let statuses: &[&'static str] = match kind {
                 ActorKind::Agent | ActorKind::Coordinator => &crate::stats::AgentStatus::WORDS,
