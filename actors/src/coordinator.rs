@@ -240,18 +240,7 @@ impl Actor for Coordinator {
             .cluster
             .lease()
             .filter(|_| args.spread)
-            .map(|(every, _)| {
-                OwnedTask::spawn(async move {
-                    let mut tick = tokio::time::interval(every);
-                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                    loop {
-                        tick.tick().await;
-                        if myself.cast(CoordinatorMsg::LeaseCheck).is_err() {
-                            break;
-                        }
-                    }
-                })
-            });
+            .map(|(every, _)| OwnedTask::every(every, myself, || CoordinatorMsg::LeaseCheck));
         Ok(CoordinatorState {
             counters,
             _lease_ticker: lease_ticker,

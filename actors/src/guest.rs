@@ -112,29 +112,11 @@ impl Actor for GuestHost {
         myself: ActorRef<GuestMsg>,
         args: GuestArgs,
     ) -> Result<GuestState, ActorProcessingErr> {
-        let me = myself.clone();
-        let sweeper = OwnedTask::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(30));
-            loop {
-                tick.tick().await;
-                if me.cast(GuestMsg::Sweep).is_err() {
-                    break;
-                }
-            }
-        });
-        let renewer = args.cluster.lease().map(|(every, _)| {
-            let me = myself.clone();
-            OwnedTask::spawn(async move {
-                let mut tick = tokio::time::interval(every);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tick.tick().await;
-                    if me.cast(GuestMsg::Renew).is_err() {
-                        break;
-                    }
-                }
-            })
-        });
+        let sweeper = OwnedTask::every(Duration::from_secs(30), myself.clone(), || GuestMsg::Sweep);
+        let renewer = args
+            .cluster
+            .lease()
+            .map(|(every, _)| OwnedTask::every(every, myself.clone(), || GuestMsg::Renew));
         Ok(GuestState {
             counters: crate::directory::counters(&myself.get_name().unwrap_or_default()),
             args,

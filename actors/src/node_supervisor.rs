@@ -197,16 +197,11 @@ impl Actor for NodeSupervisor {
                 state.start_network(&me, record).await?;
             }
         } else {
-            let me = myself.clone();
-            state._reconciler = Some(crate::owned::OwnedTask::spawn(async move {
-                let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
-                loop {
-                    tick.tick().await;
-                    if me.cast(NodeMsg::Reconcile).is_err() {
-                        break;
-                    }
-                }
-            }));
+            state._reconciler = Some(crate::owned::OwnedTask::every(
+                std::time::Duration::from_secs(2),
+                myself.clone(),
+                || NodeMsg::Reconcile,
+            ));
         }
         if state.args.cluster.enabled() {
             // Last: peers may send work as soon as the endpoint is up.
