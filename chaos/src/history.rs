@@ -26,6 +26,10 @@ pub struct TaskRecord {
     pub vanished: bool,
     /// Whether it was submitted as part of a low-priority flood.
     pub flood: bool,
+    /// The node's account of a slow task (acknowledged to terminal over 10 s): its timeline,
+    /// subtasks and notes, condensed, for the report's slowest tasks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<serde_json::Value>,
 }
 
 /// One acknowledged memory write.
@@ -75,6 +79,64 @@ pub struct Outcome {
     pub budget_overshoots: u64,
     /// Human-readable violations (empty when all invariants hold).
     pub violations: Vec<String>,
+}
+
+/// Latency past which a terminal task's own account is kept (see `TaskRecord::detail`).
+pub const SLOW_MS: u64 = 10_000;
+
+/// The parts of a task's JSON that explain where its time went.
+pub fn condense(v: &serde_json::Value) -> serde_json::Value {
+    let pick = |v: &serde_json::Value, keys: &[&str]| {
+        let mut o = serde_json::Map::new();
+        for k in keys {
+            if let Some(x) = v.get(*k)
+                && !x.is_null()
+            {
+                o.insert((*k).to_string(), x.clone());
+            }
+        }
+        serde_json::Value::Object(o)
+    };
+    let mut out = pick(
+        v,
+        &[
+            "task_id",
+            "status",
+            "priority",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "error",
+            "errors",
+        ],
+    );
+    let subtasks: Vec<serde_json::Value> = v["subtasks"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|s| {
+                    pick(
+                        s,
+                        &[
+                            "step",
+                            "agent",
+                            "status",
+                            "attempts",
+                            "node",
+                            "queued_at",
+                            "started_at",
+                            "finished_at",
+                            "error",
+                        ],
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if let serde_json::Value::Object(o) = &mut out {
+        o.insert("subtasks".into(), serde_json::Value::Array(subtasks));
+    }
+    out
 }
 
 /// Whether a status is terminal.

@@ -19,7 +19,10 @@ pub enum Fault {
     None,
     /// Hold each chunk `base_ms` plus up to `jitter_ms`.
     Delay { base_ms: u64, jitter_ms: u64 },
-    /// Swallow the traffic: connections stay open, nothing arrives.
+    /// Nothing gets through while active: connections stay open, and what was sent is held
+    /// and arrives after the heal, as TCP's retransmissions deliver it once a real partition
+    /// heals (dropping bytes from the middle of a stream would corrupt it, which no network
+    /// does; a connection that must die is `Reset`).
     Blackhole,
     /// Cut every connection (and refuse new ones) while active.
     Reset,
@@ -118,11 +121,16 @@ async fn pump(
                 continue;
             }
         };
-        let fault = pick(&rx.borrow());
+        let mut fault = pick(&rx.borrow());
+        while fault == Fault::Blackhole {
+            if rx.changed().await.is_err() {
+                return;
+            }
+            fault = pick(&rx.borrow());
+        }
         match fault {
-            Fault::None => {}
+            Fault::None | Fault::Blackhole => {}
             Fault::Reset => return,
-            Fault::Blackhole => continue,
             Fault::Delay { base_ms, jitter_ms } => {
                 let extra = if jitter_ms == 0 {
                     0
@@ -218,6 +226,12 @@ mod tests {
         );
 
         p.heal();
+        // What was sent into the blackhole arrives after the heal, as after a real partition.
+        tokio::time::timeout(Duration::from_secs(2), s.read_exact(&mut b))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&b, b"lost");
         let mut s2 = TcpStream::connect(p.listen).await.unwrap();
         assert_eq!(round_trip(&mut s2, b"again").await.unwrap(), b"again");
 
