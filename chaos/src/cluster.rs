@@ -10,6 +10,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
+use crate::netns::Netns;
 use crate::proxy::Proxy;
 
 /// One node of the cluster under test.
@@ -22,6 +23,8 @@ pub struct Node {
     pub config: PathBuf,
     /// The running process (None while killed).
     pub child: Option<Child>,
+    /// The network namespace it runs in (real partitions).
+    pub ns: Option<String>,
 }
 
 /// The cluster under test.
@@ -36,9 +39,21 @@ pub struct Cluster {
     pub proxies: Vec<Proxy>,
     /// One proxy per node in front of its cluster listener (its peers dial it, `dial = ...`).
     pub cluster_proxies: Vec<Proxy>,
+    /// The namespaces nodes run in, when partitions are real (`--netns`).
+    pub netns: Option<Netns>,
+    /// The admin token the nodes are started with (`AIMESH_ADMIN_TOKEN`, or a fresh one when
+    /// nodes bind non-loopback addresses, where the admin API needs one).
+    pub admin_token: Option<String>,
     fake: Option<Child>,
     _dir: Option<tempfile::TempDir>,
     logs: PathBuf,
+}
+
+/// `AIMESH_ADMIN_TOKEN`, when set and not empty.
+pub fn admin_token() -> Option<String> {
+    std::env::var("AIMESH_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
 }
 
 /// A free TCP port on 127.0.0.1.
@@ -60,7 +75,21 @@ async fn wait_port(addr: SocketAddr, limit: Duration) -> Result<()> {
 impl Cluster {
     /// A fresh cluster of `n` nodes on free ports in a temporary directory, with the fake
     /// provider behind one fault proxy per node. `extra` is appended to every cluster file.
-    pub async fn launch_local(bin: &Path, n: usize, extra: &str, seed: u64) -> Result<Self> {
+    /// With `netns`, each node runs in a network namespace of its own (real partitions) and
+    /// dials its peers directly; otherwise all run on 127.0.0.1 with a fault proxy in front of
+    /// each node's cluster listener.
+    pub async fn launch_local(
+        bin: &Path,
+        n: usize,
+        extra: &str,
+        seed: u64,
+        netns: bool,
+    ) -> Result<Self> {
+        let netns = if netns {
+            Some(Netns::create(n, seed ^ u64::from(std::process::id()))?)
+        } else {
+            None
+        };
         let dir = tempfile::tempdir()?;
         let logs = dir.path().join("logs");
         std::fs::create_dir_all(&logs)?;
@@ -86,11 +115,20 @@ impl Cluster {
         text.push_str(extra);
         text.push('\n');
         let mut members = String::new();
-        let mut apis = Vec::new();
         let mut cluster_proxies = Vec::new();
+        let mut addrs = Vec::new();
         for i in 1..=n {
+            if let Some(net) = &netns {
+                // Each node has its own stack: the same ports everywhere.
+                let ip = net.addr(i - 1);
+                addrs.push(SocketAddr::from((ip, 8080)));
+                members.push_str(&format!(
+                    "[[node]]\nname = \"n{i}\"\napi = \"{ip}:8080\"\ncluster = \"{ip}:7000\"\n"
+                ));
+                continue;
+            }
             let api = free_port()?;
-            apis.push(api);
+            addrs.push(SocketAddr::from(([127, 0, 0, 1], api)));
             members.push_str(&format!(
                 "[[node]]\nname = \"n{i}\"\napi = \"127.0.0.1:{api}\"\n"
             ));
@@ -112,8 +150,11 @@ impl Cluster {
         let mut nodes = Vec::new();
         let mut proxies = Vec::new();
         for i in 1..=n {
-            let proxy =
-                Proxy::start(([127, 0, 0, 1], 0).into(), fake_addr, seed ^ i as u64).await?;
+            let listen = match &netns {
+                Some(net) => SocketAddr::from((net.host(), 0)),
+                None => SocketAddr::from(([127, 0, 0, 1], 0)),
+            };
+            let proxy = Proxy::start(listen, fake_addr, seed ^ i as u64).await?;
             let config = dir.path().join(format!("cluster-n{i}.toml"));
             std::fs::write(
                 &config,
@@ -126,9 +167,10 @@ impl Cluster {
             proxies.push(proxy);
             nodes.push(Node {
                 name: format!("n{i}"),
-                api: ([127, 0, 0, 1], apis[i - 1]).into(),
+                api: addrs[i - 1],
                 config,
                 child: None,
+                ns: netns.as_ref().map(|net| net.ns(i - 1)),
             });
         }
         let mut cluster = Self {
@@ -137,6 +179,12 @@ impl Cluster {
             fake_url: Some(format!("http://{fake_addr}")),
             proxies,
             cluster_proxies,
+            admin_token: admin_token().or_else(|| {
+                netns
+                    .is_some()
+                    .then(|| format!("chaos-{:016x}", rand::random::<u64>()))
+            }),
+            netns,
             fake: Some(fake),
             _dir: Some(dir),
             logs,
@@ -180,6 +228,7 @@ impl Cluster {
                 api,
                 config: config.to_path_buf(),
                 child: None,
+                ns: None,
             });
         }
         let dir = tempfile::tempdir()?;
@@ -191,6 +240,8 @@ impl Cluster {
             fake_url: None,
             proxies: Vec::new(),
             cluster_proxies: Vec::new(),
+            netns: None,
+            admin_token: admin_token(),
             fake: None,
             _dir: Some(dir),
             logs,
@@ -209,7 +260,16 @@ impl Cluster {
             .append(true)
             .open(self.logs.join(format!("{}.log", node.name)))?;
         let cookie = std::env::var("AIMESH_COOKIE").unwrap_or_else(|_| "chaos-cookie".into());
-        let child = Command::new(&self.bin)
+        // In a namespace, `ip netns exec` execs the node: the child's pid is the node's.
+        let mut cmd = match &node.ns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&self.bin);
+                c
+            }
+            None => Command::new(&self.bin),
+        };
+        let child = cmd
             .args(["node", "--config"])
             .arg(&node.config)
             .args(["--name", &node.name])
@@ -218,6 +278,11 @@ impl Cluster {
                 std::env::var("AIMESH_CHAOS_NODE_LOG").unwrap_or_else(|_| "warn".into()),
             )
             .env("AIMESH_COOKIE", cookie)
+            .envs(
+                self.admin_token
+                    .as_ref()
+                    .map(|t| ("AIMESH_ADMIN_TOKEN", t.as_str())),
+            )
             .env("FAKE_KEY", "k")
             .stdout(Stdio::null())
             .stderr(log)

@@ -3,6 +3,7 @@
 
 mod cluster;
 mod history;
+mod netns;
 mod proxy;
 mod report;
 mod run;
@@ -65,6 +66,23 @@ struct Common {
     /// Task submissions per second.
     #[arg(long)]
     rate: Option<f64>,
+    /// Runs each node in a network namespace of its own and adds real partitions (nftables
+    /// drops between a node and its peers) to the faults. Needs root, `ip` and `nft`.
+    #[arg(long)]
+    netns: bool,
+    /// Injects only these fault kinds (comma-separated, e.g. `partition,kill_node`).
+    #[arg(long, value_delimiter = ',', value_parser = parse_kind)]
+    only: Vec<FaultKind>,
+}
+
+fn parse_kind(s: &str) -> Result<FaultKind, String> {
+    FaultKind::ALL
+        .into_iter()
+        .find(|k| k.name() == s.trim())
+        .ok_or_else(|| {
+            let names: Vec<&str> = FaultKind::ALL.iter().map(|k| k.name()).collect();
+            format!("{s:?} is not a fault kind; one of {}", names.join(", "))
+        })
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -176,12 +194,21 @@ async fn real_main(cli: Cli) -> Result<bool> {
         plan.rate = rate;
     }
     println!("seed: {} (replay with --seed {})", plan.seed, plan.seed);
+    anyhow::ensure!(
+        !(common.netns && config.is_some()),
+        "--netns runs the harness's own cluster (smoke, soak); a cluster file's nodes run where it says"
+    );
     let bin = aimesh_bin(common.aimesh)?;
     let mut cluster = match &config {
-        None => cluster::Cluster::launch_local(&bin, 3, "", plan.seed).await?,
+        None => cluster::Cluster::launch_local(&bin, 3, "", plan.seed, common.netns).await?,
         Some(path) => cluster::Cluster::launch_from(&bin, path).await?,
     };
-    let result = run::run(&mut cluster, &plan, &FaultKind::ALL, start).await;
+    let kinds: Vec<FaultKind> = if common.only.is_empty() {
+        FaultKind::ALL.to_vec()
+    } else {
+        common.only.clone()
+    };
+    let result = run::run(&mut cluster, &plan, &kinds, start).await;
     cluster.shutdown().await;
     let report = result?;
     println!("{}", report.table());
@@ -212,6 +239,13 @@ fn plan(name: &str, baseline: Duration, chaos: Duration, faults: usize, rate: f6
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fault_kinds_parse_by_name() {
+        assert_eq!(parse_kind("partition"), Ok(FaultKind::Partition));
+        assert_eq!(parse_kind(" kill_node"), Ok(FaultKind::KillNode));
+        assert!(parse_kind("meteor").is_err_and(|e| e.contains("kill_node")));
+    }
 
     #[test]
     fn durations_parse() {

@@ -66,7 +66,7 @@ pub struct Nodes {
 }
 
 impl Nodes {
-    fn new(apis: Vec<SocketAddr>) -> Result<Self> {
+    fn new(apis: Vec<SocketAddr>, admin_token: Option<String>) -> Result<Self> {
         Ok(Self {
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(5))
@@ -74,9 +74,7 @@ impl Nodes {
                 .pool_max_idle_per_host(8)
                 .build()?,
             apis: Arc::new(apis),
-            admin_token: std::env::var("AIMESH_ADMIN_TOKEN")
-                .ok()
-                .filter(|t| !t.is_empty()),
+            admin_token,
         })
     }
 
@@ -723,9 +721,14 @@ async fn phase(
                 say(
                     run_start,
                     format!(
-                        "fault: {} on {}'s provider and peer links for {} ms",
+                        "fault: {} on {}'s provider{} link(s) for {} ms",
                         f.kind.name(),
                         cluster.nodes[node].name,
+                        if cluster.cluster_proxies.is_empty() {
+                            ""
+                        } else {
+                            " and peer"
+                        },
                         f.duration_ms
                     ),
                 );
@@ -739,6 +742,22 @@ async fn phase(
                 if let Some(p) = &peer {
                     p.heal();
                 }
+            }
+            FaultKind::Partition => {
+                let Some(net) = &cluster.netns else {
+                    continue;
+                };
+                let peers: Vec<usize> = (0..cluster.nodes.len()).filter(|p| *p != node).collect();
+                say(
+                    run_start,
+                    format!(
+                        "fault: partition {} from its peers for {} ms",
+                        cluster.nodes[node].name, f.duration_ms
+                    ),
+                );
+                net.partition(node, &peers)?;
+                tokio::time::sleep(hold).await;
+                net.heal(node)?;
             }
             FaultKind::Flood => {
                 let count = ((plan.rate * 5.0) * hold.as_secs_f64()).ceil() as u64;
@@ -930,7 +949,10 @@ pub async fn run(
     kinds: &[FaultKind],
     run_start: Instant,
 ) -> Result<Report> {
-    let nodes = Nodes::new(cluster.nodes.iter().map(|n| n.api).collect())?;
+    let nodes = Nodes::new(
+        cluster.nodes.iter().map(|n| n.api).collect(),
+        cluster.admin_token.clone(),
+    )?;
     let mut report = Report {
         seed: plan.seed,
         scenario: plan.scenario.clone(),
@@ -962,6 +984,16 @@ pub async fn run(
             "provider_*".into(),
             "the cluster file's own providers are used".into(),
         );
+    }
+    if cluster.netns.is_none() {
+        kinds.retain(|k| *k != FaultKind::Partition);
+        let why = match crate::netns::unavailable() {
+            Some(why) => why,
+            None => "real partitions are off (pass --netns)".into(),
+        };
+        report
+            .skipped
+            .insert(FaultKind::Partition.name().into(), why);
     }
     if cluster.proxies.is_empty() {
         kinds.retain(|k| {

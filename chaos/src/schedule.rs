@@ -30,11 +30,14 @@ pub enum FaultKind {
     ProxyBlackhole,
     /// A flood of low-priority work.
     Flood,
+    /// Cut a node off from its peers, both directions, with nftables in its network namespace
+    /// (needs root and `--netns`; the harness and the provider still reach it).
+    Partition,
 }
 
 impl FaultKind {
     /// All kinds, in a fixed order (the order matters for determinism).
-    pub const ALL: [FaultKind; 11] = [
+    pub const ALL: [FaultKind; 12] = [
         FaultKind::KillNode,
         FaultKind::PauseNode,
         FaultKind::KillActor,
@@ -46,6 +49,7 @@ impl FaultKind {
         FaultKind::ProxyReset,
         FaultKind::ProxyBlackhole,
         FaultKind::Flood,
+        FaultKind::Partition,
     ];
 
     /// The kind's name as reported.
@@ -62,6 +66,7 @@ impl FaultKind {
             FaultKind::ProxyReset => "proxy_reset",
             FaultKind::ProxyBlackhole => "proxy_blackhole",
             FaultKind::Flood => "flood",
+            FaultKind::Partition => "partition",
         }
     }
 }
