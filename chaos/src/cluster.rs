@@ -77,13 +77,15 @@ impl Cluster {
     /// provider behind one fault proxy per node. `extra` is appended to every cluster file.
     /// With `netns`, each node runs in a network namespace of its own (real partitions) and
     /// dials its peers directly; otherwise all run on 127.0.0.1 with a fault proxy in front of
-    /// each node's cluster listener.
+    /// each node's cluster listener. With `postgres` (a database URL), the nodes share that
+    /// database instead of an embedded store each, so survivors take over a dead node's tasks.
     pub async fn launch_local(
         bin: &Path,
         n: usize,
         extra: &str,
         seed: u64,
         netns: bool,
+        postgres: Option<&str>,
     ) -> Result<Self> {
         let netns = if netns {
             Some(Netns::create(n, seed ^ u64::from(std::process::id()))?)
@@ -160,8 +162,16 @@ impl Cluster {
                 &config,
                 format!(
                     "{text}[gateway.providers.anthropic]\nbase_url = \"http://{}\"\napi_key_env = \"FAKE_KEY\"\n\
-                     [storage]\nbackend = \"embedded\"\ndata_dir = \"data-n{i}\"\n{members}",
-                    proxy.listen
+                     {storage}{members}",
+                    proxy.listen,
+                    storage = match postgres {
+                        Some(url) => format!(
+                            "[storage]\nbackend = \"postgres\"\npostgres_url = \"{}\"\n",
+                            url.replace('\\', "\\\\").replace('"', "\\\"")
+                        ),
+                        None =>
+                            format!("[storage]\nbackend = \"embedded\"\ndata_dir = \"data-n{i}\"\n"),
+                    }
                 ),
             )?;
             proxies.push(proxy);

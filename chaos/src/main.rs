@@ -70,6 +70,10 @@ struct Common {
     /// drops between a node and its peers) to the faults. Needs root, `ip` and `nft`.
     #[arg(long)]
     netns: bool,
+    /// Nodes share this PostgreSQL database (an empty one) instead of an embedded store each,
+    /// so a dead node's tasks are taken over by the survivors.
+    #[arg(long, value_name = "URL")]
+    postgres: Option<String>,
     /// Injects only these fault kinds (comma-separated, e.g. `partition,kill_node`).
     #[arg(long, value_delimiter = ',', value_parser = parse_kind)]
     only: Vec<FaultKind>,
@@ -198,9 +202,27 @@ async fn real_main(cli: Cli) -> Result<bool> {
         !(common.netns && config.is_some()),
         "--netns runs the harness's own cluster (smoke, soak); a cluster file's nodes run where it says"
     );
+    anyhow::ensure!(
+        !(common.postgres.is_some() && config.is_some()),
+        "--postgres configures the harness's own cluster (smoke, soak); a cluster file says its own storage"
+    );
+    anyhow::ensure!(
+        !(common.postgres.is_some() && common.netns),
+        "--postgres and --netns together are not supported: the nodes in their namespaces cannot reach a database on the harness's loopback"
+    );
     let bin = aimesh_bin(common.aimesh)?;
     let mut cluster = match &config {
-        None => cluster::Cluster::launch_local(&bin, 3, "", plan.seed, common.netns).await?,
+        None => {
+            cluster::Cluster::launch_local(
+                &bin,
+                3,
+                "",
+                plan.seed,
+                common.netns,
+                common.postgres.as_deref(),
+            )
+            .await?
+        }
         Some(path) => cluster::Cluster::launch_from(&bin, path).await?,
     };
     let kinds: Vec<FaultKind> = if common.only.is_empty() {
