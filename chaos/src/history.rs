@@ -26,7 +26,12 @@ pub struct TaskRecord {
     pub vanished: bool,
     /// Whether it was submitted as part of a low-priority flood.
     pub flood: bool,
-    /// The node's account of a slow task (acknowledged to terminal over 10 s): its timeline,
+    /// The node's own account of its latency: `finished_at - created_at` from the task, ms.
+    /// Observation lags (a poll pass over many pending tasks, a paused node answering late)
+    /// do not inflate it.
+    pub server_ms: Option<u64>,
+    /// The node's account of a slow task (acknowledged to terminal over 10 s, or 3 s at
+    /// priority 1): its timeline,
     /// subtasks and notes, condensed, for the report's slowest tasks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<serde_json::Value>,
@@ -83,6 +88,30 @@ pub struct Outcome {
 
 /// Latency past which a terminal task's own account is kept (see `TaskRecord::detail`).
 pub const SLOW_MS: u64 = 10_000;
+
+/// The same for priority-1 tasks, whose latency is bounded during floods.
+pub const SLOW_HIGH_MS: u64 = 3_000;
+
+/// `finished_at - created_at` of a task's JSON, in ms.
+pub fn server_latency(v: &serde_json::Value) -> Option<u64> {
+    let at = |k: &str| {
+        time::OffsetDateTime::parse(
+            v.get(k)?.as_str()?,
+            &time::format_description::well_known::Rfc3339,
+        )
+        .ok()
+    };
+    let ms = (at("finished_at")? - at("created_at")?).whole_milliseconds();
+    u64::try_from(ms).ok()
+}
+
+impl TaskRecord {
+    /// Acknowledged -> terminal, ms: the node's account when known, else as observed.
+    pub fn latency_ms(&self) -> Option<u64> {
+        let (a, (_, at)) = (self.acked_ms?, self.terminals.first()?);
+        Some(self.server_ms.unwrap_or_else(|| at.saturating_sub(a)))
+    }
+}
 
 /// The parts of a task's JSON that explain where its time went.
 pub fn condense(v: &serde_json::Value) -> serde_json::Value {
@@ -231,6 +260,24 @@ mod tests {
             deadline_ms: 1_000,
             ..TaskRecord::default()
         }
+    }
+
+    #[test]
+    fn latency_is_the_nodes_account_when_known() {
+        let v = serde_json::json!({
+            "created_at": "2026-11-22T15:24:40.355Z",
+            "finished_at": "2026-11-22T15:24:41.105Z",
+        });
+        assert_eq!(server_latency(&v), Some(750));
+        assert_eq!(
+            server_latency(&serde_json::json!({"created_at": "x"})),
+            None
+        );
+        let mut t = acked(0);
+        t.terminals.push(("completed".into(), 5_001));
+        assert_eq!(t.latency_ms(), Some(5_000));
+        t.server_ms = Some(750);
+        assert_eq!(t.latency_ms(), Some(750));
     }
 
     #[test]

@@ -61,6 +61,8 @@ pub struct Report {
     pub fault_log: Vec<FaultEntry>,
     /// The slowest acknowledged tasks (over 10 s), with the nodes' account of each.
     pub slowest: Vec<serde_json::Value>,
+    /// The slowest priority-1 tasks behind `flood_high_p99_ms` (account kept over 3 s).
+    pub flood_slowest: Vec<serde_json::Value>,
     /// Every violation (non-zero exit when not empty).
     pub violations: Vec<String>,
 }
@@ -87,6 +89,8 @@ pub struct FloodFigures {
     pub isolated: Vec<u64>,
     /// All of them.
     pub all: Vec<u64>,
+    /// The slowest isolated ones: (latency, index in the history).
+    pub worst: Vec<(u64, usize)>,
 }
 
 /// The `q` quantile (0..=1) of `v` (sorted in place); 0 when empty.

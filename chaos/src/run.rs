@@ -13,7 +13,9 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 
 use crate::cluster::Cluster;
-use crate::history::{History, MemoryRecord, SLOW_MS, TaskRecord, condense, is_terminal};
+use crate::history::{
+    History, MemoryRecord, SLOW_HIGH_MS, SLOW_MS, TaskRecord, condense, is_terminal, server_latency,
+};
 use crate::proxy::{Fault as ProxyFault, Faults};
 use crate::report::{FaultEntry, FloodFigures, Phase, Report, quantile};
 use crate::schedule::{Fault, FaultKind};
@@ -326,12 +328,18 @@ async fn poll_once(nodes: &Nodes, shared: &Arc<Shared>, all: bool, rr: &mut usiz
                 Some(s) if is_terminal(s) => {
                     h.observe_terminal(i, s, now);
                     let t = &mut h.tasks[i];
-                    let took = t
-                        .terminals
-                        .first()
-                        .map(|(_, at)| at.saturating_sub(t.acked_ms.unwrap_or(*at)));
+                    if t.server_ms.is_none() {
+                        t.server_ms = body.as_ref().and_then(server_latency);
+                    }
+                    let took = t.latency_ms();
                     if t.detail.is_none()
-                        && took.is_some_and(|d| d > SLOW_MS)
+                        && took.is_some_and(|d| {
+                            d > if t.priority == 1 {
+                                SLOW_HIGH_MS
+                            } else {
+                                SLOW_MS
+                            }
+                        })
                         && let Some(v) = &body
                     {
                         t.detail = Some(condense(v));
@@ -855,14 +863,20 @@ async fn phase(
     h.budgets = budgets;
     let outcome = h.check(ms(shared.start), grace);
     let (mut high, flood) = high_latencies(&h.tasks, &flood_windows, &other_windows);
+    for (took, i) in &flood.worst {
+        let t = &h.tasks[*i];
+        report.flood_slowest.push(json!({
+            "acked_ms": t.acked_ms,
+            "latency_ms": took,
+            "flood_window": flood_windows.iter().find(|(f, to)| t.acked_ms.is_some_and(|a| a >= *f && a <= *to)),
+            "detail": t.detail,
+        }));
+    }
     // The slowest acknowledged tasks, with the nodes' account of each.
     let mut slow: Vec<(u64, &TaskRecord)> = h
         .tasks
         .iter()
-        .filter_map(|t| {
-            let (a, (_, at)) = (t.acked_ms?, t.terminals.first()?);
-            Some((at.saturating_sub(a), t))
-        })
+        .filter_map(|t| Some((t.latency_ms()?, t)))
         .filter(|(d, _)| *d > SLOW_MS)
         .collect();
     slow.sort_by_key(|x| std::cmp::Reverse(x.0));
@@ -917,13 +931,14 @@ fn high_latencies(
 ) -> (Vec<u64>, FloodFigures) {
     let mut high = Vec::new();
     let mut flood = FloodFigures::default();
-    for t in tasks {
+    for (i, t) in tasks.iter().enumerate() {
         if t.priority == 1
             && !t.flood
-            && let (Some(a), Some((s, at))) = (t.acked_ms, t.terminals.first())
+            && let (Some(a), Some((s, _)), Some(took)) =
+                (t.acked_ms, t.terminals.first(), t.latency_ms())
             && s == "completed"
         {
-            let took = at.saturating_sub(a);
+            let at = &(a + took);
             high.push(took);
             if flood_windows
                 .iter()
@@ -935,10 +950,15 @@ fn high_latencies(
                     .all(|(from, to)| *at < *from || a > *to)
                 {
                     flood.isolated.push(took);
+                    flood.worst.push((took, i));
                 }
             }
         }
     }
+    flood
+        .worst
+        .sort_by_key(|(took, _)| std::cmp::Reverse(*took));
+    flood.worst.truncate(5);
     (high, flood)
 }
 
