@@ -7,7 +7,7 @@
 //! - [`bench`]: `aimesh bench`, the figures behind the performance targets.
 //! - [`fake_provider`]: `aimesh fake-provider`, a loopback server speaking every provider's wire
 //!   format with scriptable faults, for tests, benchmarks and chaos runs.
-//! - [`telemetry`] sets up logging.
+//! - [`telemetry`] sets up logging and OTLP trace export.
 //!
 //! The actors themselves live in the `aimesh-actors` crate.
 
@@ -28,7 +28,12 @@ use cli::{Cli, Command};
 /// Runs the command line.
 pub async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    telemetry::init(cli.log_format);
+    // Nodes export traces (when OTLP is configured); the CLI's other commands only log.
+    let instance = match &cli.command {
+        Command::Node { name, .. } => Some(name.clone()),
+        _ => None,
+    };
+    let _telemetry = telemetry::init(cli.log_format, instance.as_deref());
     let target = ctl::Target {
         api: cli.api.clone(),
         token: cli.token.clone(),

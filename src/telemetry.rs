@@ -1,7 +1,20 @@
-//! Logging: `RUST_LOG` filters (default `info`, ractor_cluster's per-session chatter at `warn`),
+//! Logging and tracing.
+//!
+//! Logs: `RUST_LOG` filters (default `info`, ractor_cluster's per-session chatter at `warn`),
 //! pretty or JSON lines on stderr, coloured only on a terminal (and not with `NO_COLOR`).
+//!
+//! Traces: when `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set,
+//! a node also exports its spans over OTLP/HTTP (`OTEL_EXPORTER_OTLP_PROTOCOL` `http/protobuf`,
+//! the default, or `http/json`) from a batch processor on a thread of its own, so a slow or
+//! absent collector never blocks an actor. One task is one trace on every node: see
+//! [`aimesh_actors::trace`]. The standard `OTEL_*` variables apply (`OTEL_SERVICE_NAME`,
+//! `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_BSP_SCHEDULE_DELAY`, ...).
 
-use tracing_subscriber::EnvFilter;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 /// How log lines look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -12,20 +25,104 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber (once; later calls do nothing).
-pub fn init(format: LogFormat) {
+/// Flushes and stops the span exporter when dropped (at the end of `main`).
+#[must_use]
+pub struct Telemetry(Option<SdkTracerProvider>);
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if let Some(provider) = self.0.take() {
+            // The exporter's blocking client must not run on the async runtime's threads.
+            let _ = std::thread::spawn(move || {
+                if let Err(e) = provider.shutdown() {
+                    tracing::warn!(error = %e, "spans not flushed at exit");
+                }
+            })
+            .join();
+        }
+    }
+}
+
+/// Whether the environment asks for OTLP trace export.
+pub fn otlp_configured() -> bool {
+    [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    ]
+    .iter()
+    .any(|k| std::env::var(k).is_ok_and(|v| !v.trim().is_empty()))
+}
+
+/// Installs the global subscriber (once; later calls do nothing). `instance` (a node's name)
+/// turns on OTLP export when the environment configures it.
+pub fn init(format: LogFormat, instance: Option<&str>) -> Telemetry {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,ractor_cluster=warn"));
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
         && std::env::var_os("NO_COLOR").is_none();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(colour)
         .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Pretty => builder.compact().try_init(),
-        LogFormat::Json => builder.json().try_init(),
+    let fmt = match format {
+        LogFormat::Pretty => fmt.compact().with_filter(filter).boxed(),
+        LogFormat::Json => fmt.json().with_filter(filter).boxed(),
     };
+    let provider = instance
+        .filter(|_| otlp_configured())
+        .and_then(|name| tracer_provider(name.to_owned()));
+    let otel = provider.as_ref().map(|p| {
+        // aimesh's own spans at info, whatever RUST_LOG says about log lines.
+        let targets = tracing_subscriber::filter::Targets::new()
+            .with_target("aimesh", tracing::Level::INFO)
+            .with_target("aimesh_actors", tracing::Level::INFO);
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer(aimesh_actors::trace::SCOPE))
+            .with_filter(targets)
+    });
+    let _ = tracing_subscriber::registry()
+        .with(fmt)
+        .with(otel)
+        .try_init();
+    if let Some(p) = &provider {
+        opentelemetry::global::set_tracer_provider(p.clone());
+        tracing::info!("exporting traces over OTLP");
+    }
+    Telemetry(provider)
+}
+
+fn tracer_provider(instance: String) -> Option<SdkTracerProvider> {
+    // Built off the async runtime: the exporter's HTTP client is a blocking one.
+    let built = std::thread::spawn(move || {
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .build()?;
+        let mut resource = opentelemetry_sdk::Resource::builder().with_attribute(
+            opentelemetry::KeyValue::new("service.instance.id", instance),
+        );
+        if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
+            resource = resource.with_service_name("aimesh");
+        }
+        Ok::<_, opentelemetry_otlp::ExporterBuildError>(
+            SdkTracerProvider::builder()
+                .with_batch_exporter(exporter)
+                .with_id_generator(aimesh_actors::trace::TaskIdGenerator::default())
+                .with_resource(resource.build())
+                .build(),
+        )
+    })
+    .join();
+    match built {
+        Ok(Ok(p)) => Some(p),
+        Ok(Err(e)) => {
+            // The subscriber is not installed yet: say it on stderr.
+            let _ = std::io::Write::write_fmt(
+                &mut std::io::stderr(),
+                format_args!("warning: OTLP trace export off: {e}\n"),
+            );
+            None
+        }
+        Err(_) => None,
+    }
 }
 
 /// The process's Prometheus recorder, installed on first use (metrics are global to a process).

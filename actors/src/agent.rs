@@ -97,6 +97,8 @@ pub struct AgentState {
 struct Running {
     work: Assignment,
     _call: OwnedTask,
+    /// The subtask's span in its task's trace (closed when the subtask ends here).
+    span: tracing::Span,
 }
 
 /// The agent actor.
@@ -204,18 +206,38 @@ impl AgentState {
         // The call waits for admission and the model; allow for both.
         let wait = self.args.model_timeout * 2;
         let store = self.args.store.clone();
-        let call = OwnedTask::spawn(async move {
-            let result = crate::gateway::call(&store, &gateway_name, request, wait).await;
-            let _ = me.cast(AgentMsg::ModelDone(subtask, Box::new(result)));
-        });
-        self.running.insert(subtask, Running { work, _call: call });
+        let span = tracing::info_span!(
+            "subtask",
+            aimesh.subtask_id = %subtask,
+            aimesh.agent = %self.args.spec.name,
+            aimesh.agent_type = %self.args.spec.kind,
+            aimesh.attempt = work.attempt,
+            aimesh.node = %self.args.names.node(),
+            aimesh.outcome = tracing::field::Empty,
+        );
+        crate::trace::in_task(&span, subtask.task);
+        let call = OwnedTask::spawn(tracing::Instrument::instrument(
+            async move {
+                let result = crate::gateway::call(&store, &gateway_name, request, wait).await;
+                let _ = me.cast(AgentMsg::ModelDone(subtask, Box::new(result)));
+            },
+            span.clone(),
+        ));
+        self.running.insert(
+            subtask,
+            Running {
+                work,
+                _call: call,
+                span,
+            },
+        );
     }
 
     fn model_done(&mut self, subtask: SubtaskId, result: Result<ModelResponse, ModelError>) {
         let Some(running) = self.running.remove(&subtask) else {
             return; // cancelled meanwhile
         };
-        let work = running.work;
+        let work = running.work.clone();
         let outcome = match result {
             Ok(response) => match self.args.behavior.finish(&self.args.spec, &work, &response) {
                 Ok(output) => {
@@ -234,10 +256,18 @@ impl AgentState {
                 error: format!("{}: {e}", e.code()),
             },
         };
-        match outcome {
+        match &outcome {
             SubtaskOutcome::Completed { .. } => self.args.stats.handled(),
             _ => self.args.stats.failed(),
         }
+        running.span.record(
+            "aimesh.outcome",
+            match &outcome {
+                SubtaskOutcome::Completed { .. } => "completed",
+                SubtaskOutcome::Failed { .. } => "failed",
+                SubtaskOutcome::Cancelled { .. } => "cancelled",
+            },
+        );
         self.report(CoordinatorMsg::Finished {
             subtask,
             agent: self.args.spec.agent_id,

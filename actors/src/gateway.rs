@@ -70,6 +70,49 @@ pub async fn call(
     request: ModelRequest,
     wait: Duration,
 ) -> Result<ModelResponse, ModelError> {
+    let span = tracing::info_span!(
+        "model.call",
+        aimesh.model = %request.model,
+        aimesh.priority = request.priority.get(),
+        aimesh.provider = tracing::field::Empty,
+        aimesh.answered_by = tracing::field::Empty,
+        aimesh.input_tokens = tracing::field::Empty,
+        aimesh.output_tokens = tracing::field::Empty,
+        aimesh.cost_usd = tracing::field::Empty,
+        aimesh.replayed = tracing::field::Empty,
+        aimesh.error = tracing::field::Empty,
+    );
+    // Inside a subtask's span it is that span's child; otherwise (synthesis) the task's.
+    if tracing::Span::current().is_none()
+        && let Some(task) = request.task_id
+    {
+        crate::trace::in_task(&span, task);
+    }
+    let result =
+        tracing::Instrument::instrument(call_untraced(store, gateway, request, wait), span.clone())
+            .await;
+    match &result {
+        Ok(r) => {
+            span.record("aimesh.provider", r.provider.as_str());
+            span.record("aimesh.answered_by", r.model.as_str());
+            span.record("aimesh.input_tokens", r.usage.input_tokens);
+            span.record("aimesh.output_tokens", r.usage.output_tokens);
+            span.record("aimesh.cost_usd", r.usage.cost_usd.dollars());
+            span.record("aimesh.replayed", r.route.replayed);
+        }
+        Err(e) => {
+            span.record("aimesh.error", e.code());
+        }
+    }
+    result
+}
+
+async fn call_untraced(
+    store: &Arc<dyn crate::store::Store>,
+    gateway: &str,
+    request: ModelRequest,
+    wait: Duration,
+) -> Result<ModelResponse, ModelError> {
     if let Some(key) = &request.idempotency_key {
         match store.response(key).await {
             Ok(Some(kept)) => return Ok(ModelResponse::replayed(kept, &request.model)),

@@ -64,6 +64,7 @@ pub mod search;
 pub mod settings;
 pub mod stats;
 pub mod store;
+pub mod trace;
 pub mod types;
 pub mod watch;
 

@@ -518,7 +518,16 @@ impl Node {
             finished_at: None,
             duration_ms: None,
         };
-        if let Err(e) = self.inner.store.insert_task(&task).await {
+        let span = tracing::info_span!(
+            "task.accept",
+            aimesh.task_id = %task.task_id,
+            aimesh.network_id = %network,
+            aimesh.priority = task.priority.get(),
+            aimesh.node = %self.inner.names.node(),
+        );
+        crate::trace::in_task(&span, task.task_id);
+        let kept = tracing::Instrument::instrument(self.inner.store.insert_task(&task), span).await;
+        if let Err(e) = kept {
             self.inner.admission.release(network);
             return Err(e.into());
         }

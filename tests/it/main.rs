@@ -11,3 +11,4 @@ mod embeddings;
 mod gateway;
 mod seed;
 mod support;
+mod tracing;

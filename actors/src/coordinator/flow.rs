@@ -778,6 +778,15 @@ impl CoordinatorState {
             return Ok(());
         };
         metrics::counter!(metrics_names::TASKS_FINISHED, "status" => status.as_str(), "priority" => metrics_names::priority_label(live.priority)).increment(1);
+        crate::trace::finish_root(&crate::trace::Root {
+            task,
+            network: self.args.network,
+            priority: live.priority,
+            created_at: live.created_at,
+            status: status.as_str(),
+            error: error.as_ref().map(|e| e.message.as_str()),
+            subtasks: live.subs.len(),
+        });
         metrics::histogram!(metrics_names::TASK_DURATION, "status" => status.as_str())
             .record(live.since.elapsed().as_secs_f64());
         if live.phase == Phase::Waiting {

@@ -76,6 +76,8 @@ pub(super) struct Live {
     pub synthesis: Option<OwnedTask>,
     /// When this coordinator took it (for `aimesh_task_duration_seconds`).
     pub since: std::time::Instant,
+    /// When it was accepted (its trace's root span starts there).
+    pub created_at: crate::types::Timestamp,
 }
 
 impl Live {
@@ -96,6 +98,7 @@ impl Live {
             prep: None,
             synthesis: None,
             since: std::time::Instant::now(),
+            created_at: r.created_at,
         }
     }
 

@@ -1,0 +1,310 @@
+//! OTLP trace export: a node with `OTEL_EXPORTER_OTLP_ENDPOINT` sends its spans to a collector
+//! (a small OTLP/HTTP JSON receiver here), and one task is one trace: its root span, the
+//! acceptance, every subtask and every model call share the task's trace id, linked parent to
+//! child. With two nodes, the spans of subtasks run on the peer join the same trace.
+
+use std::collections::{HashMap, HashSet};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::{Api, Proc, binary, cluster_file, eventually, free_port};
+
+/// Spans received, with their resource's `service.instance.id`.
+#[derive(Clone, Default)]
+struct Collector {
+    spans: Arc<Mutex<Vec<(String, Value)>>>,
+    _rt: Option<Arc<tokio::runtime::Runtime>>,
+}
+
+impl Collector {
+    /// An OTLP/HTTP JSON receiver on a free port; its URL.
+    fn start() -> (Self, String) {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let spans: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let sink = spans.clone();
+        let app = axum::Router::new().route(
+            "/v1/traces",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let sink = sink.clone();
+                async move {
+                    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    let mut got = sink.lock().unwrap();
+                    for rs in v["resourceSpans"].as_array().into_iter().flatten() {
+                        let instance = rs["resource"]["attributes"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .find(|a| a["key"] == "service.instance.id")
+                            .and_then(|a| a["value"]["stringValue"].as_str())
+                            .unwrap_or("")
+                            .to_owned();
+                        for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
+                            for s in ss["spans"].as_array().into_iter().flatten() {
+                                got.push((instance.clone(), s.clone()));
+                            }
+                        }
+                    }
+                    axum::Json(json!({}))
+                }
+            }),
+        );
+        rt.spawn(async move { axum::serve(listener, app).await });
+        (
+            Self {
+                spans,
+                _rt: Some(Arc::new(rt)),
+            },
+            url,
+        )
+    }
+
+    /// The spans of `trace` (hex), with the node that sent each.
+    fn trace(&self, trace: &str) -> Vec<(String, Value)> {
+        self.spans
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, s)| s["traceId"].as_str() == Some(trace))
+            .cloned()
+            .collect()
+    }
+}
+
+fn node(config: &std::path::Path, name: &str, collector: &str) -> Proc {
+    Proc(
+        Command::new(binary())
+            .args(["node", "--config", config.to_str().unwrap(), "--name", name])
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", collector)
+            .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
+            .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+            .env("AIMESH_COOKIE", "tracing-test-cookie")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Runs one task to completion through `api`; its id.
+fn run_task(api: &Api, net: &str) -> String {
+    let (status, task) = api.post(
+        &format!("/networks/{net}/tasks"),
+        &json!({"task": "Plan a product launch email for developers", "priority": 2}),
+    );
+    assert_eq!(status, 202, "{task}");
+    let id = task["task_id"].as_str().unwrap().to_owned();
+    let (status, body) = api.post_empty(&format!("/networks/{net}/tasks/{id}/process"));
+    assert_eq!(status, 202, "{body}");
+    let done = eventually(Duration::from_secs(60), "the task to finish", || {
+        let (_, t) = api.get(&format!("/networks/{net}/tasks/{id}"));
+        (t["status"] != "queued" && t["status"] != "processing").then_some(t)
+    });
+    assert_eq!(done["status"], "completed", "{done}");
+    id
+}
+
+fn attr<'a>(span: &'a Value, key: &str) -> Option<&'a Value> {
+    span["attributes"]
+        .as_array()?
+        .iter()
+        .find(|a| a["key"] == key)
+        .map(|a| &a["value"])
+}
+
+/// Checks the shape of one task's trace; the spans by name.
+fn check_trace(spans: &[(String, Value)], task: &str) -> HashMap<String, Vec<Value>> {
+    let hex = task.replace('-', "");
+    let root_id = &hex[16..32];
+    let mut by_name: HashMap<String, Vec<Value>> = HashMap::new();
+    for (_, s) in spans {
+        by_name
+            .entry(s["name"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(s.clone());
+    }
+    let roots = &by_name["task"];
+    assert_eq!(roots.len(), 1, "one root span");
+    assert_eq!(
+        roots[0]["spanId"], root_id,
+        "the root's id comes from the task id"
+    );
+    assert!(
+        roots[0]["parentSpanId"].as_str().unwrap_or("").is_empty(),
+        "the root has no parent: {}",
+        roots[0]
+    );
+    assert_eq!(
+        attr(&roots[0], "aimesh.status").and_then(|v| v["stringValue"].as_str()),
+        Some("completed")
+    );
+    // Every other span hangs off a span of the same trace: one tree.
+    let ids: HashSet<&str> = spans
+        .iter()
+        .map(|(_, s)| s["spanId"].as_str().unwrap())
+        .collect();
+    for (_, s) in spans {
+        if s["name"] == "task" {
+            continue;
+        }
+        let parent = s["parentSpanId"].as_str().unwrap_or("");
+        assert!(
+            ids.contains(parent),
+            "span {} has parent {parent:?} outside the trace",
+            s["name"]
+        );
+    }
+    let accepts = &by_name["task.accept"];
+    assert_eq!(accepts.len(), 1);
+    assert_eq!(accepts[0]["parentSpanId"], root_id);
+    let subtasks = &by_name["subtask"];
+    assert!(!subtasks.is_empty(), "subtask spans");
+    let subtask_ids: HashSet<&str> = subtasks
+        .iter()
+        .map(|s| s["spanId"].as_str().unwrap())
+        .collect();
+    for s in subtasks {
+        assert_eq!(s["parentSpanId"], root_id);
+        assert_eq!(
+            attr(s, "aimesh.outcome").and_then(|v| v["stringValue"].as_str()),
+            Some("completed")
+        );
+    }
+    let calls = &by_name["model.call"];
+    // One per subtask, plus the synthesis (a child of the root).
+    assert!(calls.len() > subtasks.len(), "{calls:?}");
+    let under_subtasks = calls
+        .iter()
+        .filter(|c| subtask_ids.contains(c["parentSpanId"].as_str().unwrap()))
+        .count();
+    assert_eq!(
+        under_subtasks,
+        subtasks.len(),
+        "each subtask's call is its child"
+    );
+    assert!(
+        calls.iter().any(|c| c["parentSpanId"] == root_id),
+        "the synthesis call hangs off the root"
+    );
+    assert!(
+        calls.iter().all(|c| attr(c, "aimesh.provider").is_some()),
+        "calls say which provider answered"
+    );
+    by_name
+}
+
+#[test]
+fn one_task_is_one_trace_exported_over_otlp() {
+    let (collector, url) = Collector::start();
+    let port = free_port();
+    let (_dir, config) = cluster_file(&[("solo", port)], "");
+    let _node = node(&config, "solo", &url);
+    let api = Api::new(port);
+    api.wait_healthy();
+    let (status, net) = api.post("/networks", &json!({"name": "traced"}));
+    assert_eq!(status, 201, "{net}");
+    let net = net["network_id"].as_str().unwrap().to_owned();
+    let task = run_task(&api, &net);
+    let hex = task.replace('-', "");
+    eventually(Duration::from_secs(20), "the task's trace", || {
+        let spans = collector.trace(&hex);
+        spans.iter().any(|(_, s)| s["name"] == "task").then_some(())
+    });
+    // Give the batch processor a moment for the rest of the trace.
+    std::thread::sleep(Duration::from_millis(500));
+    let spans = collector.trace(&hex);
+    assert!(spans.len() >= 4, "{spans:?}");
+    check_trace(&spans, &task);
+    assert!(spans.iter().all(|(node, _)| node == "solo"));
+}
+
+#[test]
+fn spans_of_subtasks_run_on_a_peer_join_the_tasks_trace() {
+    let (collector, url) = Collector::start();
+    let (p1, p2) = (free_port(), free_port());
+    // The owner has no specialists of its own capacity to spare: a peer runs some subtasks.
+    let (_dir, config) = cluster_file(
+        &[("t1", p1), ("t2", p2)],
+        "[gateway.offline]\nlatency_ms = 300\n",
+    );
+    let _n1 = node(&config, "t1", &url);
+    let _n2 = node(&config, "t2", &url);
+    let (a1, a2) = (Api::new(p1), Api::new(p2));
+    a1.wait_healthy();
+    a2.wait_healthy();
+    for api in [&a1, &a2] {
+        eventually(Duration::from_secs(30), "the cluster to form", || {
+            (api.get("/health").1["cluster"]["formed"] == true).then_some(())
+        });
+    }
+    let (status, net) = a1.post("/networks", &json!({"name": "traced-cluster"}));
+    assert_eq!(status, 201, "{net}");
+    let net = net["network_id"].as_str().unwrap().to_owned();
+    // Enough tasks at once that placement sends subtasks to both nodes.
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let (status, t) = a1.post(
+            &format!("/networks/{net}/tasks"),
+            &json!({"task": "Plan a product launch email for developers", "priority": 3}),
+        );
+        assert_eq!(status, 202, "{t}");
+        let id = t["task_id"].as_str().unwrap().to_owned();
+        assert_eq!(
+            a1.post_empty(&format!("/networks/{net}/tasks/{id}/process"))
+                .0,
+            202
+        );
+        tasks.push(id);
+    }
+    let mut remote = None;
+    for id in &tasks {
+        let done = eventually(Duration::from_secs(90), "the task to finish", || {
+            let (_, t) = a1.get(&format!("/networks/{net}/tasks/{id}"));
+            (t["status"] != "queued" && t["status"] != "processing").then_some(t)
+        });
+        assert_eq!(done["status"], "completed", "{done}");
+        let nodes: HashSet<&str> = done["subtasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["node"].as_str())
+            .collect();
+        if nodes.len() > 1 && remote.is_none() {
+            remote = Some(id.clone());
+        }
+    }
+    let Some(task) = remote else {
+        panic!("no task had subtasks on both nodes; placement did not spread them");
+    };
+    let hex = task.replace('-', "");
+    eventually(Duration::from_secs(20), "the task's trace", || {
+        let spans = collector.trace(&hex);
+        let senders: HashSet<&str> = spans.iter().map(|(n, _)| n.as_str()).collect();
+        (spans.iter().any(|(_, s)| s["name"] == "task") && senders.len() == 2).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let spans = collector.trace(&hex);
+    let by_name = check_trace(&spans, &task);
+    let subtask_nodes: HashSet<&str> = spans
+        .iter()
+        .filter(|(_, s)| s["name"] == "subtask")
+        .map(|(n, _)| n.as_str())
+        .collect();
+    assert_eq!(
+        subtask_nodes.len(),
+        2,
+        "subtask spans from both nodes in one trace: {:?}",
+        by_name.keys()
+    );
+}
