@@ -28,9 +28,11 @@ use cli::{Cli, Command};
 /// Runs the command line.
 pub async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    // Nodes export traces (when OTLP is configured); the CLI's other commands only log.
+    // Nodes (and benchmarks) export traces when OTLP is configured; the CLI's other commands
+    // only log.
     let instance = match &cli.command {
         Command::Node { name, .. } => Some(name.clone()),
+        Command::Bench { .. } => Some("bench".to_owned()),
         _ => None,
     };
     let _telemetry = telemetry::init(cli.log_format, instance.as_deref());

@@ -71,13 +71,19 @@ pub fn init(format: LogFormat, instance: Option<&str>) -> Telemetry {
         .filter(|_| otlp_configured())
         .and_then(|name| tracer_provider(name.to_owned()));
     let otel = provider.as_ref().map(|p| {
-        // aimesh's own spans at info, whatever RUST_LOG says about log lines.
-        let targets = tracing_subscriber::filter::Targets::new()
-            .with_target("aimesh", tracing::Level::INFO)
-            .with_target("aimesh_actors", tracing::Level::INFO);
+        // aimesh's own spans at info, whatever RUST_LOG says about log lines; log events stay
+        // log lines (not span events), which keeps batches small.
+        let spans = tracing_subscriber::filter::filter_fn(|m| {
+            m.is_span()
+                && m.level() <= &tracing::Level::INFO
+                && (m.target().starts_with("aimesh_actors") || m.target().starts_with("aimesh"))
+        });
         tracing_opentelemetry::layer()
             .with_tracer(p.tracer(aimesh_actors::trace::SCOPE))
-            .with_filter(targets)
+            .with_tracked_inactivity(false)
+            .with_threads(false)
+            .with_location(false)
+            .with_filter(spans)
     });
     let _ = tracing_subscriber::registry()
         .with(fmt)

@@ -1,8 +1,9 @@
 //! `aimesh bench observability`: what metrics and tracing cost.
 //!
 //! - Task throughput in-process (the foundation suite's workload) with metrics and tracing on
-//!   (recorder installed, `RUST_LOG=info`) versus off (`AIMESH_METRICS=off`, `RUST_LOG=off`),
-//!   each side in its own child process, since the metrics recorder is global to a process.
+//!   (recorder installed, `RUST_LOG=info`, every span exported over OTLP/HTTP to a receiver in
+//!   this process) versus off (`AIMESH_METRICS=off`, `RUST_LOG=off`, no exporter), each side in
+//!   its own child process, since the recorder and the tracer are global to a process.
 //!   Target: on / off ≥ 0.95.
 //! - `GET /metrics` over loopback on a node holding a network of 10,000 agents after some
 //!   tasks ran: p50/p99 over repeated scrapes. Target: ≤ 10 ms.
@@ -52,28 +53,67 @@ pub enum Side {
     Off,
 }
 
-async fn in_child(side: Side, args: &ObservabilityArgs) -> anyhow::Result<Throughput> {
+/// What the OTLP receiver got from the "on" side.
+#[derive(Debug, Default)]
+struct Received {
+    requests: std::sync::atomic::AtomicU64,
+    bytes: std::sync::atomic::AtomicU64,
+}
+
+/// An OTLP/HTTP receiver on loopback that counts what it is sent; its base URL.
+async fn otlp_sink() -> anyhow::Result<(String, std::sync::Arc<Received>)> {
+    use std::sync::atomic::Ordering;
+    let got = std::sync::Arc::new(Received::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let counted = got.clone();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let counted = counted.clone();
+            async move {
+                counted.requests.fetch_add(1, Ordering::Relaxed);
+                counted
+                    .bytes
+                    .fetch_add(body.len() as u64, Ordering::Relaxed);
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((url, got))
+}
+
+async fn in_child(side: Side, args: &ObservabilityArgs, otlp: &str) -> anyhow::Result<Throughput> {
     let exe = std::env::current_exe()?;
     let (name, metrics, log) = match side {
         Side::On => ("on", "on", "info"),
         Side::Off => ("off", "off", "off"),
     };
-    let out = tokio::process::Command::new(exe)
-        .args([
-            "bench",
-            "observability",
-            "--part",
-            name,
-            "--tasks",
-            &args.tasks.to_string(),
-            "--concurrency",
-            &args.concurrency.to_string(),
-        ])
-        .env("AIMESH_METRICS", metrics)
-        .env("RUST_LOG", log)
-        .stderr(std::process::Stdio::null())
-        .output()
-        .await?;
+    let mut cmd = tokio::process::Command::new(exe);
+    cmd.args([
+        "bench",
+        "observability",
+        "--part",
+        name,
+        "--tasks",
+        &args.tasks.to_string(),
+        "--concurrency",
+        &args.concurrency.to_string(),
+    ])
+    .env("AIMESH_METRICS", metrics)
+    .env("RUST_LOG", log)
+    .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    .stderr(std::process::Stdio::null());
+    match side {
+        Side::On => cmd
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", otlp)
+            .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        Side::Off => cmd.env_remove("OTEL_EXPORTER_OTLP_ENDPOINT"),
+    };
+    let out = cmd.output().await?;
     anyhow::ensure!(out.status.success(), "bench part {name} failed");
     Ok(serde_json::from_slice(&out.stdout)?)
 }
@@ -177,12 +217,17 @@ pub async fn run(args: ObservabilityArgs) -> anyhow::Result<()> {
         writeln!(out, "{}", serde_json::to_string(&t)?)?;
         return Ok(());
     }
+    let (otlp, received) = otlp_sink().await?;
     let mut on = Vec::new();
     let mut off = Vec::new();
     for _ in 0..args.runs.max(1) {
-        off.push(in_child(Side::Off, &args).await?.tasks_per_second);
-        on.push(in_child(Side::On, &args).await?.tasks_per_second);
+        off.push(in_child(Side::Off, &args, &otlp).await?.tasks_per_second);
+        on.push(in_child(Side::On, &args, &otlp).await?.tasks_per_second);
     }
+    let exported = (
+        received.requests.load(std::sync::atomic::Ordering::Relaxed),
+        received.bytes.load(std::sync::atomic::Ordering::Relaxed),
+    );
     on.sort_by(f64::total_cmp);
     off.sort_by(f64::total_cmp);
     let (on_tps, off_tps) = (on[on.len() / 2], off[off.len() / 2]);
@@ -195,6 +240,8 @@ pub async fn run(args: ObservabilityArgs) -> anyhow::Result<()> {
             "off_tasks_per_second": off_tps,
             "ratio": on_tps / off_tps.max(1e-9),
             "target_ratio": 0.95,
+            "otlp_requests": exported.0,
+            "otlp_bytes": exported.1,
         },
         "scrape": scrape,
         "target_scrape_ms": 10.0,
@@ -211,6 +258,11 @@ pub async fn run(args: ObservabilityArgs) -> anyhow::Result<()> {
         on_tps,
         off_tps,
         on_tps / off_tps.max(1e-9)
+    )?;
+    writeln!(
+        out,
+        "  the \"on\" side exported its spans over OTLP/HTTP: {} requests, {} bytes",
+        exported.0, exported.1
     )?;
     writeln!(
         out,
