@@ -210,9 +210,7 @@ impl AgentState {
             "subtask",
             aimesh.subtask_id = %subtask,
             aimesh.agent = %self.args.spec.name,
-            aimesh.agent_type = %self.args.spec.kind,
             aimesh.attempt = work.attempt,
-            aimesh.node = %self.args.names.node(),
             aimesh.outcome = tracing::field::Empty,
         );
         crate::trace::in_task(&span, subtask.task);

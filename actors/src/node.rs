@@ -518,13 +518,8 @@ impl Node {
             finished_at: None,
             duration_ms: None,
         };
-        let span = tracing::info_span!(
-            "task.accept",
-            aimesh.task_id = %task.task_id,
-            aimesh.network_id = %network,
-            aimesh.priority = task.priority.get(),
-            aimesh.node = %self.inner.names.node(),
-        );
+        // The trace id is the task id and the resource names the node: no need to repeat them.
+        let span = tracing::info_span!("task.accept", aimesh.priority = task.priority.get());
         crate::trace::in_task(&span, task.task_id);
         let kept = tracing::Instrument::instrument(self.inner.store.insert_task(&task), span).await;
         if let Err(e) = kept {
