@@ -3,24 +3,14 @@
 //! paid for twice.
 
 use std::collections::HashSet;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Api, Proc, binary, cluster_file, eventually, fake, free_port};
+use crate::support::{Api, Proc, cluster_file, eventually, fake, free_port, node_with};
 
 fn node(config: &std::path::Path) -> Proc {
-    Proc(
-        Command::new(binary())
-            .args(["node", "--config", config.to_str().unwrap(), "--name", "d1"])
-            .env("RUST_LOG", "warn")
-            .env("FAKE_KEY", "k")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
+    node_with(config, "d1", &[("FAKE_KEY", "k")])
 }
 
 fn sigkill(p: &mut Proc) {

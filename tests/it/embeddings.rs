@@ -4,32 +4,17 @@
 //! makes search answer 503 naming the provider while writes still succeed, items written during
 //! the outage become searchable once it ends, and a restarted node re-embeds what it loads.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Api, Proc, binary, cluster_file, eventually, free_port, spawn};
+use crate::support::{Api, Proc, binary, cluster_file, eventually, free_port, node_with, spawn};
 
 const MODEL: &str = "text-embedding-3-small";
 
 fn node(config: &std::path::Path) -> Proc {
-    Proc(
-        Command::new(binary())
-            .args([
-                "node",
-                "--config",
-                config.to_str().unwrap(),
-                "--name",
-                "emb",
-            ])
-            .env("RUST_LOG", "warn")
-            .env("FAKE_KEY", "test-key")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
+    node_with(config, "emb", &[("FAKE_KEY", "test-key")])
 }
 
 struct Fake {

@@ -61,6 +61,21 @@ pub fn spawn(args: &[&str]) -> Proc {
     )
 }
 
+/// Runs `aimesh node --config <config> --name <name>` with `env` on top of `RUST_LOG=warn`,
+/// output discarded; killed on drop.
+pub fn node_with(config: &std::path::Path, name: &str, env: &[(&str, &str)]) -> Proc {
+    Proc(
+        Command::new(binary())
+            .args(["node", "--config", config.to_str().unwrap(), "--name", name])
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
 /// Polls `check` until it returns `Some`, or panics after `limit`.
 pub fn eventually<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();

@@ -4,13 +4,12 @@
 //! child. With two nodes, the spans of subtasks run on the peer join the same trace.
 
 use std::collections::{HashMap, HashSet};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Api, Proc, binary, cluster_file, eventually, free_port};
+use crate::support::{Api, Proc, cluster_file, eventually, free_port, node_with};
 
 /// Spans received, with their resource's `service.instance.id`.
 #[derive(Clone, Default)]
@@ -82,18 +81,15 @@ impl Collector {
 }
 
 fn node(config: &std::path::Path, name: &str, collector: &str) -> Proc {
-    Proc(
-        Command::new(binary())
-            .args(["node", "--config", config.to_str().unwrap(), "--name", name])
-            .env("OTEL_EXPORTER_OTLP_ENDPOINT", collector)
-            .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
-            .env("OTEL_BSP_SCHEDULE_DELAY", "100")
-            .env("AIMESH_COOKIE", "tracing-test-cookie")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    node_with(
+        config,
+        name,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", collector),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+            ("AIMESH_COOKIE", "tracing-test-cookie"),
+        ],
     )
 }
 
