@@ -235,7 +235,7 @@ impl AgentState {
         let Some(running) = self.running.remove(&subtask) else {
             return; // cancelled meanwhile
         };
-        let work = running.work.clone();
+        let Running { work, span, _call } = running;
         let outcome = match result {
             Ok(response) => match self.args.behavior.finish(&self.args.spec, &work, &response) {
                 Ok(output) => {
@@ -258,7 +258,7 @@ impl AgentState {
             SubtaskOutcome::Completed { .. } => self.args.stats.handled(),
             _ => self.args.stats.failed(),
         }
-        running.span.record(
+        span.record(
             "aimesh.outcome",
             match &outcome {
                 SubtaskOutcome::Completed { .. } => "completed",
