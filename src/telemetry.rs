@@ -70,26 +70,10 @@ pub fn init(format: LogFormat, instance: Option<&str>) -> Telemetry {
     let provider = instance
         .filter(|_| otlp_configured())
         .and_then(|name| tracer_provider(name.to_owned()));
-    let otel = provider.as_ref().map(|p| {
-        // aimesh's own spans at info, whatever RUST_LOG says about log lines; log events stay
-        // log lines (not span events), which keeps batches small.
-        let spans = tracing_subscriber::filter::filter_fn(|m| {
-            m.is_span()
-                && m.level() <= &tracing::Level::INFO
-                && (m.target().starts_with("aimesh_actors") || m.target().starts_with("aimesh"))
-        });
-        tracing_opentelemetry::layer()
-            .with_tracer(p.tracer(aimesh_actors::trace::SCOPE))
-            .with_tracked_inactivity(false)
-            .with_threads(false)
-            .with_location(false)
-            .with_filter(spans)
-    });
-    let _ = tracing_subscriber::registry()
-        .with(fmt)
-        .with(otel)
-        .try_init();
+    let _ = tracing_subscriber::registry().with(fmt).try_init();
     if let Some(p) = &provider {
+        // Task spans are built on the SDK's tracer directly (see `aimesh_actors::trace`).
+        aimesh_actors::trace::install(p.tracer(aimesh_actors::trace::SCOPE));
         opentelemetry::global::set_tracer_provider(p.clone());
         tracing::info!("exporting traces over OTLP");
     }

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use opentelemetry::KeyValue;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use ractor_cluster_derive::RactorMessage;
 use serde_json::{Map, Value, json};
@@ -97,8 +98,8 @@ pub struct AgentState {
 struct Running {
     work: Assignment,
     _call: OwnedTask,
-    /// The subtask's span in its task's trace (closed when the subtask ends here).
-    span: tracing::Span,
+    /// The subtask's span in its task's trace (ended when the subtask ends here).
+    span: crate::trace::TaskSpan,
 }
 
 /// The agent actor.
@@ -206,21 +207,18 @@ impl AgentState {
         // The call waits for admission and the model; allow for both.
         let wait = self.args.model_timeout * 2;
         let store = self.args.store.clone();
-        let span = tracing::info_span!(
-            "subtask",
-            aimesh.subtask_id = %subtask,
-            aimesh.agent = %self.args.spec.name,
-            aimesh.attempt = work.attempt,
-            aimesh.outcome = tracing::field::Empty,
-        );
-        crate::trace::in_task(&span, subtask.task);
-        let call = OwnedTask::spawn(tracing::Instrument::instrument(
-            async move {
-                let result = crate::gateway::call(&store, &gateway_name, request, wait).await;
-                let _ = me.cast(AgentMsg::ModelDone(subtask, Box::new(result)));
-            },
-            span.clone(),
-        ));
+        let span = crate::trace::TaskSpan::start("subtask", subtask.task, None, || {
+            vec![
+                KeyValue::new("aimesh.subtask_id", subtask.to_string()),
+                KeyValue::new("aimesh.agent", self.args.spec.name.clone()),
+                KeyValue::new("aimesh.attempt", i64::from(work.attempt)),
+            ]
+        });
+        let parent = span.context();
+        let call = OwnedTask::spawn(async move {
+            let result = crate::gateway::call(&store, &gateway_name, request, wait, parent).await;
+            let _ = me.cast(AgentMsg::ModelDone(subtask, Box::new(result)));
+        });
         self.running.insert(
             subtask,
             Running {
@@ -258,14 +256,16 @@ impl AgentState {
             SubtaskOutcome::Completed { .. } => self.args.stats.handled(),
             _ => self.args.stats.failed(),
         }
-        span.record(
-            "aimesh.outcome",
-            match &outcome {
+        let mut span = span;
+        span.set(|| {
+            let outcome = match &outcome {
                 SubtaskOutcome::Completed { .. } => "completed",
                 SubtaskOutcome::Failed { .. } => "failed",
                 SubtaskOutcome::Cancelled { .. } => "cancelled",
-            },
-        );
+            };
+            vec![KeyValue::new("aimesh.outcome", outcome)]
+        });
+        span.end();
         self.report(CoordinatorMsg::Finished {
             subtask,
             agent: self.args.spec.agent_id,

@@ -39,6 +39,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use opentelemetry::KeyValue;
 use ractor::{
     Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
 };
@@ -63,47 +64,48 @@ use wire::Completion;
 
 /// Makes a model call the way agents do: a kept answer for the call's idempotency key is
 /// replayed (a redelivered subtask is not paid twice); otherwise the gateway registered as
-/// `gateway` runs it, waiting at most `wait`.
+/// `gateway` runs it, waiting at most `wait`. Its `model.call` span is a child of `parent` (a
+/// subtask's span), or of the task's root span without one (synthesis).
 pub async fn call(
     store: &Arc<dyn crate::store::Store>,
     gateway: &str,
     request: ModelRequest,
     wait: Duration,
+    parent: Option<opentelemetry::trace::SpanContext>,
 ) -> Result<ModelResponse, ModelError> {
-    let span = tracing::info_span!(
-        "model.call",
-        aimesh.model = %request.model,
-        aimesh.priority = request.priority.get(),
-        aimesh.provider = tracing::field::Empty,
-        aimesh.answered_by = tracing::field::Empty,
-        aimesh.input_tokens = tracing::field::Empty,
-        aimesh.output_tokens = tracing::field::Empty,
-        aimesh.cost_usd = tracing::field::Empty,
-        aimesh.replayed = tracing::field::Empty,
-        aimesh.error = tracing::field::Empty,
-    );
-    // Inside a subtask's span it is that span's child; otherwise (synthesis) the task's.
-    if tracing::Span::current().is_none()
-        && let Some(task) = request.task_id
-    {
-        crate::trace::in_task(&span, task);
-    }
-    let result =
-        tracing::Instrument::instrument(call_untraced(store, gateway, request, wait), span.clone())
-            .await;
+    let mut span = match request.task_id {
+        Some(task) => crate::trace::TaskSpan::start("model.call", task, parent, || {
+            vec![
+                KeyValue::new("aimesh.model", request.model.clone()),
+                KeyValue::new("aimesh.priority", i64::from(request.priority.get())),
+            ]
+        }),
+        None => crate::trace::TaskSpan::default(),
+    };
+    let result = call_untraced(store, gateway, request, wait).await;
     match &result {
-        Ok(r) => {
-            span.record("aimesh.provider", r.provider.as_str());
-            span.record("aimesh.answered_by", r.model.as_str());
-            span.record("aimesh.input_tokens", r.usage.input_tokens);
-            span.record("aimesh.output_tokens", r.usage.output_tokens);
-            span.record("aimesh.cost_usd", r.usage.cost_usd.dollars());
-            span.record("aimesh.replayed", r.route.replayed);
-        }
+        Ok(r) => span.set(|| {
+            vec![
+                KeyValue::new("aimesh.provider", r.provider.as_str().to_owned()),
+                KeyValue::new("aimesh.answered_by", r.model.clone()),
+                KeyValue::new(
+                    "aimesh.input_tokens",
+                    i64::try_from(r.usage.input_tokens).unwrap_or(i64::MAX),
+                ),
+                KeyValue::new(
+                    "aimesh.output_tokens",
+                    i64::try_from(r.usage.output_tokens).unwrap_or(i64::MAX),
+                ),
+                KeyValue::new("aimesh.cost_usd", r.usage.cost_usd.dollars()),
+                KeyValue::new("aimesh.replayed", r.route.replayed),
+            ]
+        }),
         Err(e) => {
-            span.record("aimesh.error", e.code());
+            span.set(|| vec![KeyValue::new("aimesh.error", e.code())]);
+            span.fail(|| e.to_string());
         }
     }
+    span.end();
     result
 }
 

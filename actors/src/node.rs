@@ -519,9 +519,14 @@ impl Node {
             duration_ms: None,
         };
         // The trace id is the task id and the resource names the node: no need to repeat them.
-        let span = tracing::info_span!("task.accept", aimesh.priority = task.priority.get());
-        crate::trace::in_task(&span, task.task_id);
-        let kept = tracing::Instrument::instrument(self.inner.store.insert_task(&task), span).await;
+        let span = crate::trace::TaskSpan::start("task.accept", task.task_id, None, || {
+            vec![opentelemetry::KeyValue::new(
+                "aimesh.priority",
+                i64::from(task.priority.get()),
+            )]
+        });
+        let kept = self.inner.store.insert_task(&task).await;
+        span.end();
         if let Err(e) = kept {
             self.inner.admission.release(network);
             return Err(e.into());

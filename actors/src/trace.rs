@@ -8,19 +8,21 @@
 //! of that root; the root span itself (`task`, from acceptance to the end) is exported by the
 //! node that ends the task, with the ids forced through [`TaskIdGenerator`].
 //!
-//! With no exporter installed (no `OTEL_EXPORTER_OTLP_ENDPOINT`), all of this costs a few
-//! no-op calls.
+//! These spans are built straight on the OpenTelemetry SDK's tracer ([`install`]ed once by the
+//! binary when an exporter is configured), not through `tracing` spans: a [`TaskSpan`] costs one
+//! SDK span while it lives and nothing per poll of the work it covers. With no tracer installed
+//! (no `OTEL_EXPORTER_OTLP_ENDPOINT`), starting one is a load of an empty cell.
 
 use std::cell::Cell;
+use std::sync::OnceLock;
 use std::time::SystemTime;
 
 use opentelemetry::trace::{
-    Span as _, SpanContext, SpanId, SpanKind, TraceContextExt, TraceFlags, TraceId, TraceState,
-    Tracer,
+    Span as _, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId,
+    TraceState, Tracer,
 };
 use opentelemetry::{Context, KeyValue};
-use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
-use tracing_opentelemetry::OpenTelemetrySpanExt;
+use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator, SdkTracer};
 
 use crate::ids::{NetworkId, TaskId};
 use crate::priority::Priority;
@@ -61,9 +63,77 @@ pub fn root_context(task: TaskId) -> Context {
     ))
 }
 
-/// Makes `span` a child of `task`'s root span (no-op without an OpenTelemetry layer).
-pub fn in_task(span: &tracing::Span, task: TaskId) {
-    let _ = span.set_parent(root_context(task));
+static TRACER: OnceLock<SdkTracer> = OnceLock::new();
+
+/// Makes `tracer` the one task spans are built with (the first call wins; later ones do
+/// nothing). Until then, and in a process that never calls it, task spans are no-ops.
+pub fn install(tracer: SdkTracer) {
+    let _ = TRACER.set(tracer);
+}
+
+/// True once a tracer is installed.
+pub fn enabled() -> bool {
+    TRACER.get().is_some()
+}
+
+/// One span of a task's trace, exported when it ends (or is dropped); a no-op when no tracer is
+/// installed.
+#[derive(Debug, Default)]
+pub struct TaskSpan(Option<opentelemetry_sdk::trace::Span>);
+
+impl TaskSpan {
+    /// Starts span `name` now, as a child of `parent` (the task's root span when `None`), with
+    /// the attributes `attributes` gives (only called when a tracer is installed).
+    pub fn start(
+        name: &'static str,
+        task: TaskId,
+        parent: Option<SpanContext>,
+        attributes: impl FnOnce() -> Vec<KeyValue>,
+    ) -> Self {
+        let Some(tracer) = TRACER.get() else {
+            return Self(None);
+        };
+        let cx = match parent {
+            Some(p) if p.is_valid() => Context::new().with_remote_span_context(p),
+            _ => root_context(task),
+        };
+        let builder = tracer
+            .span_builder(name)
+            .with_kind(SpanKind::Internal)
+            .with_attributes(attributes());
+        Self(Some(tracer.build_with_context(builder, &cx)))
+    }
+
+    /// This span's context, to parent other spans on (`None` when not exported).
+    pub fn context(&self) -> Option<SpanContext> {
+        self.0.as_ref().map(|s| s.span_context().clone())
+    }
+
+    /// True when this span will be exported.
+    pub fn is_recording(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Adds the attributes `attributes` gives (only called when the span is exported).
+    pub fn set(&mut self, attributes: impl FnOnce() -> Vec<KeyValue>) {
+        if let Some(span) = &mut self.0 {
+            span.set_attributes(attributes());
+        }
+    }
+
+    /// Marks the span failed with `message`.
+    pub fn fail(&mut self, message: impl FnOnce() -> String) {
+        if let Some(span) = &mut self.0 {
+            span.set_status(Status::error(message()));
+        }
+    }
+
+    /// Ends the span now and hands it to the exporter.
+    pub fn end(mut self) {
+        if let Some(mut span) = self.0.take() {
+            span.end();
+        }
+    }
 }
 
 thread_local! {
@@ -109,7 +179,9 @@ pub struct Root<'a> {
 
 /// Exports a task's root span, `task`, from its acceptance to now (call once it is terminal).
 pub fn finish_root(root: &Root<'_>) {
-    let tracer = opentelemetry::global::tracer(SCOPE);
+    let Some(tracer) = TRACER.get() else {
+        return;
+    };
     let task = root.task;
     let start: SystemTime = root.created_at.into();
     let builder = tracer
@@ -127,7 +199,7 @@ pub fn finish_root(root: &Root<'_>) {
     let mut span = tracer.build_with_context(builder, &Context::new());
     FORCED.with(|f| f.set(None));
     if let Some(e) = root.error {
-        span.set_status(opentelemetry::trace::Status::error(e.to_owned()));
+        span.set_status(Status::error(e.to_owned()));
     }
     span.end();
 }
@@ -159,5 +231,79 @@ mod tests {
         assert_eq!(ids.new_span_id(), root_span_id(task));
         FORCED.with(|f| f.set(None));
         assert_ne!(ids.new_trace_id(), trace_id(task));
+    }
+
+    /// Collects what it is sent.
+    #[derive(Debug, Clone, Default)]
+    struct Collect(std::sync::Arc<std::sync::Mutex<Vec<opentelemetry_sdk::trace::SpanData>>>);
+
+    impl opentelemetry_sdk::trace::SpanExporter for Collect {
+        async fn export(
+            &self,
+            batch: Vec<opentelemetry_sdk::trace::SpanData>,
+        ) -> opentelemetry_sdk::error::OTelSdkResult {
+            self.0
+                .lock()
+                .map_err(|e| {
+                    opentelemetry_sdk::error::OTelSdkError::InternalFailure(e.to_string())
+                })?
+                .extend(batch);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn task_spans_form_the_tasks_tree_once_a_tracer_is_installed() {
+        use opentelemetry::trace::TracerProvider as _;
+        let task = TaskId::new();
+        let off = TaskSpan::start("subtask", task, None, || unreachable!("no tracer yet"));
+        assert!(!off.is_recording() && off.context().is_none());
+        off.end();
+
+        let got = Collect::default();
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_simple_exporter(got.clone())
+            .with_id_generator(TaskIdGenerator::default())
+            .build();
+        install(provider.tracer(SCOPE));
+        assert!(enabled());
+        let mut sub = TaskSpan::start("subtask", task, None, || {
+            vec![KeyValue::new("aimesh.agent", "writer")]
+        });
+        let mut call = TaskSpan::start("model.call", task, sub.context(), Vec::new);
+        call.fail(|| "upstream_error: 503".into());
+        call.end();
+        sub.set(|| vec![KeyValue::new("aimesh.outcome", "completed")]);
+        sub.end();
+        finish_root(&Root {
+            task,
+            network: NetworkId::new(),
+            priority: Priority::default(),
+            created_at: crate::types::now(),
+            status: "completed",
+            error: None,
+            subtasks: 1,
+        });
+
+        let spans = got.0.lock().unwrap().clone();
+        let find = |name: &str| spans.iter().find(|s| s.name == name).unwrap();
+        let (call, sub, root) = (find("model.call"), find("subtask"), find("task"));
+        for s in [call, sub, root] {
+            assert_eq!(s.span_context.trace_id(), trace_id(task), "{}", s.name);
+        }
+        assert_eq!(root.span_context.span_id(), root_span_id(task));
+        assert_eq!(sub.parent_span_id, root_span_id(task));
+        assert_eq!(call.parent_span_id, sub.span_context.span_id());
+        assert!(matches!(call.status, Status::Error { .. }));
+        assert!(
+            sub.attributes
+                .iter()
+                .any(|kv| kv.key.as_str() == "aimesh.outcome")
+        );
+        assert!(
+            sub.attributes
+                .iter()
+                .any(|kv| kv.key.as_str() == "aimesh.agent")
+        );
     }
 }

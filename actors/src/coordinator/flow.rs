@@ -705,7 +705,7 @@ impl CoordinatorState {
                 cache: true,
                 idempotency_key: Some(format!("{task}.synthesis")),
             };
-            let result = crate::gateway::call(&store, &gateway, request, timeout * 2).await;
+            let result = crate::gateway::call(&store, &gateway, request, timeout * 2, None).await;
             let _ = me.cast(CoordinatorMsg::Synthesized(task, result));
         }));
         Ok(())
