@@ -564,10 +564,14 @@ impl ShardState {
             );
             return Vec::new();
         }
+        // An unfiltered search (the coordinator's) skips a lookup per indexed vector: every
+        // indexed vector is a live item's.
+        let everything = query.takes_everything();
         let keep = |id: u128| {
-            n.items
-                .get(&MemoryId::from(uuid::Uuid::from_u128(id)))
-                .is_some_and(|i| query.matches(i))
+            everything
+                || n.items
+                    .get(&MemoryId::from(uuid::Uuid::from_u128(id)))
+                    .is_some_and(|i| query.matches(i))
         };
         vectors
             .search(vector, query.limit, &keep)

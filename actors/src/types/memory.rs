@@ -127,6 +127,16 @@ pub struct MemoryQuery {
 }
 
 impl MemoryQuery {
+    /// True when every item passes the filters (no filter, or every kind listed).
+    pub fn takes_everything(&self) -> bool {
+        self.agent_id.is_none()
+            && self.task_id.is_none()
+            && self.session_id.is_none()
+            && MemoryKind::ALL
+                .iter()
+                .all(|k| self.kinds.is_empty() || self.kinds.contains(k))
+    }
+
     /// True if `item` passes the filters.
     pub fn matches(&self, item: &MemoryItem) -> bool {
         (self.kinds.is_empty() || self.kinds.contains(&item.kind))
@@ -136,5 +146,41 @@ impl MemoryQuery {
                 .session_id
                 .as_ref()
                 .is_none_or(|s| item.session_id.as_ref() == Some(s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_query_takes_everything_only_without_a_narrowing_filter() {
+        let all = MemoryQuery::default();
+        assert!(all.takes_everything());
+        let every_kind = MemoryQuery {
+            kinds: MemoryKind::ALL.to_vec(),
+            ..MemoryQuery::default()
+        };
+        assert!(every_kind.takes_everything());
+        let some_kinds = MemoryQuery {
+            kinds: vec![MemoryKind::Fact, MemoryKind::Decision],
+            ..MemoryQuery::default()
+        };
+        assert!(!some_kinds.takes_everything());
+        let one_session = MemoryQuery {
+            session_id: Some("s".into()),
+            ..every_kind.clone()
+        };
+        assert!(!one_session.takes_everything());
+        let one_agent = MemoryQuery {
+            agent_id: Some(AgentId::new()),
+            ..every_kind.clone()
+        };
+        assert!(!one_agent.takes_everything());
+        let one_task = MemoryQuery {
+            task_id: Some(TaskId::new()),
+            ..every_kind
+        };
+        assert!(!one_task.takes_everything());
     }
 }
