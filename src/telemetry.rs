@@ -1,6 +1,6 @@
 //! Logging and tracing.
 //!
-//! Logs: `RUST_LOG` filters (default `info`, ractor_cluster's per-session chatter at `warn`),
+//! Logs: `RUST_LOG` filters (default [`DEFAULT_FILTER`]: `info`, ractor's at `warn`),
 //! pretty or JSON lines on stderr, coloured only on a terminal (and not with `NO_COLOR`).
 //!
 //! Traces: when `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set,
@@ -15,6 +15,12 @@ use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
+
+/// The log filter without `RUST_LOG`: aimesh at info; ractor_cluster's per-session chatter and
+/// ractor's `Actor` span (entered on every poll of every actor, which would cost each message a
+/// trip through the subscriber) only from warn. `RUST_LOG=info` brings the span back, so each
+/// log line names its actor.
+pub const DEFAULT_FILTER: &str = "info,ractor=warn,ractor_cluster=warn";
 
 /// How log lines look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -56,8 +62,8 @@ pub fn otlp_configured() -> bool {
 /// Installs the global subscriber (once; later calls do nothing). `instance` (a node's name)
 /// turns on OTLP export when the environment configures it.
 pub fn init(format: LogFormat, instance: Option<&str>) -> Telemetry {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,ractor_cluster=warn"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
         && std::env::var_os("NO_COLOR").is_none();
     let fmt = tracing_subscriber::fmt::layer()
@@ -73,7 +79,11 @@ pub fn init(format: LogFormat, instance: Option<&str>) -> Telemetry {
     let _ = tracing_subscriber::registry().with(fmt).try_init();
     if let Some(p) = &provider {
         // Task spans are built on the SDK's tracer directly (see `aimesh_actors::trace`).
-        aimesh_actors::trace::install(p.tracer(aimesh_actors::trace::SCOPE));
+        let ratio = aimesh_actors::trace::ratio_from(
+            std::env::var("OTEL_TRACES_SAMPLER").ok().as_deref(),
+            std::env::var("OTEL_TRACES_SAMPLER_ARG").ok().as_deref(),
+        );
+        aimesh_actors::trace::install(p.tracer(aimesh_actors::trace::SCOPE), ratio);
         opentelemetry::global::set_tracer_provider(p.clone());
         tracing::info!("exporting traces over OTLP");
     }
@@ -95,6 +105,9 @@ fn tracer_provider(instance: String) -> Option<SdkTracerProvider> {
         Ok::<_, opentelemetry_otlp::ExporterBuildError>(
             SdkTracerProvider::builder()
                 .with_batch_exporter(exporter)
+                // Which tasks are traced is decided by `aimesh_actors::trace` from the task id
+                // (`OTEL_TRACES_SAMPLER`/`_ARG` give the ratio): whatever it starts is kept.
+                .with_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOn)
                 .with_id_generator(aimesh_actors::trace::TaskIdGenerator::default())
                 .with_resource(resource.build())
                 .build(),

@@ -209,7 +209,7 @@ impl AgentState {
         let store = self.args.store.clone();
         let span = crate::trace::TaskSpan::start("subtask", subtask.task, None, || {
             vec![
-                KeyValue::new("aimesh.subtask_id", subtask.to_string()),
+                KeyValue::new("aimesh.step", i64::from(subtask.step)),
                 KeyValue::new("aimesh.agent", self.args.spec.name.clone()),
                 KeyValue::new("aimesh.attempt", i64::from(work.attempt)),
             ]

@@ -50,6 +50,7 @@ pub trait AgentBehavior: Send + Sync + 'static {
             timeout,
             cache: true,
             idempotency_key: Some(work.subtask.to_string()),
+            traceparent: None,
         }
     }
 

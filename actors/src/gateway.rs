@@ -75,17 +75,21 @@ pub async fn call(
 ) -> Result<ModelResponse, ModelError> {
     let mut span = match request.task_id {
         Some(task) => crate::trace::TaskSpan::start("model.call", task, parent, || {
-            vec![
-                KeyValue::new("aimesh.model", request.model.clone()),
-                KeyValue::new("aimesh.priority", i64::from(request.priority.get())),
-            ]
+            vec![KeyValue::new("aimesh.model", request.model.clone())]
         }),
         None => crate::trace::TaskSpan::default(),
     };
+    let mut request = request;
+    if let Some(task) = request.task_id {
+        request.traceparent = Some(match span.context() {
+            Some(cx) => crate::trace::traceparent_of(&cx),
+            None => crate::trace::traceparent(task),
+        });
+    }
     let result = call_untraced(store, gateway, request, wait).await;
     match &result {
         Ok(r) => span.set(|| {
-            vec![
+            let mut attributes = vec![
                 KeyValue::new("aimesh.provider", r.provider.as_str().to_owned()),
                 KeyValue::new("aimesh.answered_by", r.model.clone()),
                 KeyValue::new(
@@ -97,8 +101,12 @@ pub async fn call(
                     i64::try_from(r.usage.output_tokens).unwrap_or(i64::MAX),
                 ),
                 KeyValue::new("aimesh.cost_usd", r.usage.cost_usd.dollars()),
-                KeyValue::new("aimesh.replayed", r.route.replayed),
-            ]
+            ];
+            // Only a replayed answer says so.
+            if r.route.replayed {
+                attributes.push(KeyValue::new("aimesh.replayed", true));
+            }
+            attributes
         }),
         Err(e) => {
             span.set(|| vec![KeyValue::new("aimesh.error", e.code())]);

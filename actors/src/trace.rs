@@ -49,7 +49,55 @@ pub fn root_span_id(task: TaskId) -> SpanId {
 
 /// The W3C `traceparent` of a task's root span.
 pub fn traceparent(task: TaskId) -> String {
-    format!("00-{}-{}-01", trace_id(task), root_span_id(task))
+    format!(
+        "00-{}-{}-{:02x}",
+        trace_id(task),
+        root_span_id(task),
+        flags(task).to_u8()
+    )
+}
+
+/// The share of tasks traced, 0 to 1 (`OTEL_TRACES_SAMPLER`; set by [`install`]).
+static RATIO: OnceLock<f64> = OnceLock::new();
+
+/// Whether `task` is traced at the configured ratio (see [`sampled_at`]).
+pub fn sampled(task: TaskId) -> bool {
+    sampled_at(task, RATIO.get().copied().unwrap_or(1.0))
+}
+
+/// Whether `task` is traced when the share `ratio` of tasks is. The decision depends only on
+/// the task id, so every node decides the same for a task without telling the others. It reads
+/// the id's last 4 bytes, random in the time-ordered UUIDs aimesh makes: the bytes before them
+/// hold the UUID's variant bits and a counter that orders ids made in the same millisecond,
+/// which would bias the OpenTelemetry trace-id-ratio rule (it reads the last 8 bytes; with
+/// these ids it would trace nothing at a ratio below one half).
+pub fn sampled_at(task: TaskId, ratio: f64) -> bool {
+    if ratio >= 1.0 {
+        return true;
+    }
+    let uuid = task.as_uuid();
+    let mut low = [0u8; 4];
+    low.copy_from_slice(&uuid.as_bytes()[12..16]);
+    let bound = (ratio.max(0.0) * (1u64 << 32) as f64) as u64;
+    u64::from(u32::from_be_bytes(low)) < bound
+}
+
+fn flags(task: TaskId) -> TraceFlags {
+    if sampled(task) {
+        TraceFlags::SAMPLED
+    } else {
+        TraceFlags::default()
+    }
+}
+
+/// The W3C `traceparent` naming `span` as the parent.
+pub fn traceparent_of(span: &SpanContext) -> String {
+    format!(
+        "00-{}-{}-{:02x}",
+        span.trace_id(),
+        span.span_id(),
+        span.trace_flags().to_u8()
+    )
 }
 
 /// The context whose parent is the task's root span.
@@ -57,7 +105,7 @@ pub fn root_context(task: TaskId) -> Context {
     Context::new().with_remote_span_context(SpanContext::new(
         trace_id(task),
         root_span_id(task),
-        TraceFlags::SAMPLED,
+        flags(task),
         true,
         TraceState::default(),
     ))
@@ -65,10 +113,35 @@ pub fn root_context(task: TaskId) -> Context {
 
 static TRACER: OnceLock<SdkTracer> = OnceLock::new();
 
-/// Makes `tracer` the one task spans are built with (the first call wins; later ones do
-/// nothing). Until then, and in a process that never calls it, task spans are no-ops.
-pub fn install(tracer: SdkTracer) {
+/// Spans started in this process (for benchmarks to check that every one was exported).
+static STARTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The number of task spans (roots included) this process has started.
+pub fn spans_started() -> u64 {
+    STARTED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Makes `tracer` the one task spans are built with, tracing the share `ratio` of tasks (the
+/// first call wins; later ones do nothing). Until then, and in a process that never calls it,
+/// task spans are no-ops.
+pub fn install(tracer: SdkTracer, ratio: f64) {
+    let _ = RATIO.set(ratio.clamp(0.0, 1.0));
     let _ = TRACER.set(tracer);
+}
+
+/// The share of tasks to trace that `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` (the
+/// standard variables) ask for: 1 unless a ratio or an `always_off` sampler is named.
+pub fn ratio_from(sampler: Option<&str>, arg: Option<&str>) -> f64 {
+    let ratio = || {
+        arg.and_then(|a| a.trim().parse::<f64>().ok())
+            .filter(|r| (0.0..=1.0).contains(r))
+            .unwrap_or(1.0)
+    };
+    match sampler.map(str::trim) {
+        Some("always_off" | "parentbased_always_off") => 0.0,
+        Some("traceidratio" | "parentbased_traceidratio") => ratio(),
+        _ => 1.0,
+    }
 }
 
 /// True once a tracer is installed.
@@ -90,9 +163,10 @@ impl TaskSpan {
         parent: Option<SpanContext>,
         attributes: impl FnOnce() -> Vec<KeyValue>,
     ) -> Self {
-        let Some(tracer) = TRACER.get() else {
+        let Some(tracer) = TRACER.get().filter(|_| sampled(task)) else {
             return Self(None);
         };
+        STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let cx = match parent {
             Some(p) if p.is_valid() => Context::new().with_remote_span_context(p),
             _ => root_context(task),
@@ -179,9 +253,10 @@ pub struct Root<'a> {
 
 /// Exports a task's root span, `task`, from its acceptance to now (call once it is terminal).
 pub fn finish_root(root: &Root<'_>) {
-    let Some(tracer) = TRACER.get() else {
+    let Some(tracer) = TRACER.get().filter(|_| sampled(root.task)) else {
         return;
     };
+    STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let task = root.task;
     let start: SystemTime = root.created_at.into();
     let builder = tracer
@@ -189,7 +264,6 @@ pub fn finish_root(root: &Root<'_>) {
         .with_kind(SpanKind::Server)
         .with_start_time(start)
         .with_attributes([
-            KeyValue::new("aimesh.task_id", task.to_string()),
             KeyValue::new("aimesh.network_id", root.network.to_string()),
             KeyValue::new("aimesh.priority", i64::from(root.priority.get())),
             KeyValue::new("aimesh.status", root.status),
@@ -265,7 +339,7 @@ mod tests {
             .with_simple_exporter(got.clone())
             .with_id_generator(TaskIdGenerator::default())
             .build();
-        install(provider.tracer(SCOPE));
+        install(provider.tracer(SCOPE), 1.0);
         assert!(enabled());
         let mut sub = TaskSpan::start("subtask", task, None, || {
             vec![KeyValue::new("aimesh.agent", "writer")]
@@ -304,6 +378,52 @@ mod tests {
             sub.attributes
                 .iter()
                 .any(|kv| kv.key.as_str() == "aimesh.agent")
+        );
+    }
+
+    #[test]
+    fn the_sampling_ratio_follows_the_standard_variables() {
+        assert_eq!(ratio_from(None, None), 1.0);
+        assert_eq!(ratio_from(Some("always_on"), None), 1.0);
+        assert_eq!(ratio_from(Some("parentbased_always_off"), None), 0.0);
+        assert_eq!(ratio_from(Some("traceidratio"), Some("0.25")), 0.25);
+        assert_eq!(
+            ratio_from(Some("parentbased_traceidratio"), Some(" 0.1 ")),
+            0.1
+        );
+        assert_eq!(
+            ratio_from(Some("traceidratio"), Some("2")),
+            1.0,
+            "out of range: all"
+        );
+        assert_eq!(ratio_from(Some("traceidratio"), None), 1.0);
+    }
+
+    #[test]
+    fn a_tasks_sampling_decision_comes_from_its_id_at_the_ratio_asked() {
+        let tasks: Vec<TaskId> = (0..4000).map(|_| TaskId::new()).collect();
+        for ratio in [0.0, 0.01, 0.1, 0.3, 0.5, 0.9] {
+            let traced = tasks.iter().filter(|t| sampled_at(**t, ratio)).count();
+            let expected = ratio * tasks.len() as f64;
+            let slack = 4.0 * (expected * (1.0 - ratio)).sqrt() + 1.0;
+            assert!(
+                (traced as f64 - expected).abs() <= slack,
+                "{traced} of {} traced at {ratio}",
+                tasks.len()
+            );
+        }
+        assert!(tasks.iter().all(|t| sampled_at(*t, 1.0)));
+        // The same task, the same decision, wherever it is asked.
+        assert!(
+            tasks
+                .iter()
+                .all(|t| sampled_at(*t, 0.3) == sampled_at(*t, 0.3))
+        );
+        // A task traced at a ratio is traced at every larger one.
+        assert!(
+            tasks
+                .iter()
+                .all(|t| !sampled_at(*t, 0.1) || sampled_at(*t, 0.5))
         );
     }
 }

@@ -1,7 +1,7 @@
 //! `aimesh bench observability`: what metrics and tracing cost.
 //!
 //! - Task throughput in-process (the foundation suite's workload) with metrics and tracing on
-//!   (recorder installed, `RUST_LOG=info`, every span exported over OTLP/HTTP to a receiver in
+//!   (recorder installed, logs at the default filter, every span exported over OTLP/HTTP to a receiver in
 //!   this process) versus off (`AIMESH_METRICS=off`, `RUST_LOG=off`, no exporter), each side in
 //!   its own child process, since the recorder and the tracer are global to a process.
 //!   Target: on / off ≥ 0.95.
@@ -28,7 +28,7 @@ pub struct ObservabilityArgs {
     #[arg(long, default_value_t = 256)]
     pub concurrency: usize,
     /// Runs per side (alternating on/off; the median is reported).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 7)]
     pub runs: usize,
     /// Agents on the scraped node.
     #[arg(long, default_value_t = 10_000)]
@@ -58,9 +58,12 @@ pub enum Side {
 struct Received {
     requests: std::sync::atomic::AtomicU64,
     bytes: std::sync::atomic::AtomicU64,
+    spans: std::sync::atomic::AtomicU64,
+    undecodable: std::sync::atomic::AtomicU64,
 }
 
-/// An OTLP/HTTP receiver on loopback that counts what it is sent; its base URL.
+/// An OTLP/HTTP (protobuf) receiver on loopback that counts what it is sent, spans included;
+/// its base URL.
 async fn otlp_sink() -> anyhow::Result<(String, std::sync::Arc<Received>)> {
     use std::sync::atomic::Ordering;
     let got = std::sync::Arc::new(Received::default());
@@ -76,7 +79,23 @@ async fn otlp_sink() -> anyhow::Result<(String, std::sync::Arc<Received>)> {
                 counted
                     .bytes
                     .fetch_add(body.len() as u64, Ordering::Relaxed);
-                axum::http::StatusCode::OK
+                use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+                match <ExportTraceServiceRequest as prost::Message>::decode(body) {
+                    Ok(request) => {
+                        let spans: usize = request
+                            .resource_spans
+                            .iter()
+                            .flat_map(|r| &r.scope_spans)
+                            .map(|s| s.spans.len())
+                            .sum();
+                        counted.spans.fetch_add(spans as u64, Ordering::Relaxed);
+                        axum::http::StatusCode::OK
+                    }
+                    Err(_) => {
+                        counted.undecodable.fetch_add(1, Ordering::Relaxed);
+                        axum::http::StatusCode::BAD_REQUEST
+                    }
+                }
             }
         }),
     );
@@ -86,10 +105,39 @@ async fn otlp_sink() -> anyhow::Result<(String, std::sync::Arc<Received>)> {
     Ok((url, got))
 }
 
-async fn in_child(side: Side, args: &ObservabilityArgs, otlp: &str) -> anyhow::Result<Throughput> {
+/// What one child process measured: its throughput and the CPU time it spent on it.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Part {
+    #[serde(flatten)]
+    throughput: Throughput,
+    /// User + system CPU seconds of the whole process during the run (every thread: workers,
+    /// the span exporter's batch thread, the store's writer).
+    cpu_seconds: f64,
+    /// Task spans the process started (every one should reach the receiver).
+    #[serde(default)]
+    spans: u64,
+}
+
+/// This process's user + system CPU time so far (`/proc/self/stat`, clock ticks of 10 ms).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+async fn in_child(side: Side, args: &ObservabilityArgs, otlp: &str) -> anyhow::Result<Part> {
     let exe = std::env::current_exe()?;
     let (name, metrics, log) = match side {
-        Side::On => ("on", "on", "info"),
+        Side::On => ("on", "on", crate::telemetry::DEFAULT_FILTER),
         Side::Off => ("off", "off", "off"),
     };
     let mut cmd = tokio::process::Command::new(exe);
@@ -213,24 +261,38 @@ pub async fn run(args: ObservabilityArgs) -> anyhow::Result<()> {
         if side == Side::On {
             let _ = crate::telemetry::metrics().context("metrics recorder")?;
         }
-        let t = tasks_in_process(args.tasks, args.concurrency).await?;
-        writeln!(out, "{}", serde_json::to_string(&t)?)?;
+        let cpu = cpu_seconds();
+        let throughput = tasks_in_process(args.tasks, args.concurrency).await?;
+        let part = Part {
+            throughput,
+            cpu_seconds: cpu_seconds() - cpu,
+            spans: aimesh_actors::trace::spans_started(),
+        };
+        writeln!(out, "{}", serde_json::to_string(&part)?)?;
         return Ok(());
     }
     let (otlp, received) = otlp_sink().await?;
-    let mut on = Vec::new();
-    let mut off = Vec::new();
+    let (mut on, mut off) = (Vec::new(), Vec::new());
+    let (mut on_cpu, mut off_cpu) = (Vec::new(), Vec::new());
+    let mut started = 0;
     for _ in 0..args.runs.max(1) {
-        off.push(in_child(Side::Off, &args, &otlp).await?.tasks_per_second);
-        on.push(in_child(Side::On, &args, &otlp).await?.tasks_per_second);
+        let o = in_child(Side::Off, &args, &otlp).await?;
+        off.push(o.throughput.tasks_per_second);
+        off_cpu.push(o.cpu_seconds * 1e3 / args.tasks.max(1) as f64);
+        let o = in_child(Side::On, &args, &otlp).await?;
+        started += o.spans;
+        on.push(o.throughput.tasks_per_second);
+        on_cpu.push(o.cpu_seconds * 1e3 / args.tasks.max(1) as f64);
     }
-    let exported = (
-        received.requests.load(std::sync::atomic::Ordering::Relaxed),
-        received.bytes.load(std::sync::atomic::Ordering::Relaxed),
-    );
-    on.sort_by(f64::total_cmp);
-    off.sort_by(f64::total_cmp);
-    let (on_tps, off_tps) = (on[on.len() / 2], off[off.len() / 2]);
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    let exported = (load(&received.requests), load(&received.bytes));
+    let (spans, undecodable) = (load(&received.spans), load(&received.undecodable));
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (on_tps, off_tps) = (median(&mut on), median(&mut off));
+    let (on_ms, off_ms) = (median(&mut on_cpu), median(&mut off_cpu));
     let scrape = scrape(&args).await?;
     let report = serde_json::json!({
         "throughput": {
@@ -240,8 +302,15 @@ pub async fn run(args: ObservabilityArgs) -> anyhow::Result<()> {
             "off_tasks_per_second": off_tps,
             "ratio": on_tps / off_tps.max(1e-9),
             "target_ratio": 0.95,
+            "on_runs": on,
+            "off_runs": off,
+            "on_cpu_ms_per_task": on_ms,
+            "off_cpu_ms_per_task": off_ms,
             "otlp_requests": exported.0,
             "otlp_bytes": exported.1,
+            "spans_started": started,
+            "spans_received": spans,
+            "otlp_undecodable_requests": undecodable,
         },
         "scrape": scrape,
         "target_scrape_ms": 10.0,
@@ -261,8 +330,22 @@ pub async fn run(args: ObservabilityArgs) -> anyhow::Result<()> {
     )?;
     writeln!(
         out,
-        "  the \"on\" side exported its spans over OTLP/HTTP: {} requests, {} bytes",
-        exported.0, exported.1
+        "  CPU per task (every thread of the process): {:.3} ms on vs {:.3} ms off, +{:.1} %; runs on {:?}, off {:?} tasks/s",
+        on_ms,
+        off_ms,
+        (on_ms / off_ms.max(1e-9) - 1.0) * 100.0,
+        on.iter().map(|x| x.round()).collect::<Vec<_>>(),
+        off.iter().map(|x| x.round()).collect::<Vec<_>>(),
+    )?;
+    writeln!(
+        out,
+        "  the \"on\" side exported its spans over OTLP/HTTP: {} of {} spans started ({} lost), {} requests ({} undecodable), {} bytes",
+        spans,
+        started,
+        started.saturating_sub(spans),
+        exported.0,
+        undecodable,
+        exported.1
     )?;
     writeln!(
         out,

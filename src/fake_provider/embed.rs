@@ -323,7 +323,7 @@ async fn serve<P: Wire>(
     let inputs = parsed.as_ref().map_or(0, |r| r.texts.len() as u64);
     inner
         .stats
-        .record(P::FORMAT, model, false, P::api_key(&parts), &bytes);
+        .record(P::FORMAT, model, false, P::api_key(&parts), None, &bytes);
     inner.stats.embedding(inputs);
     if !inner.options.latency.is_zero() {
         inner.pause(inner.options.latency).await;
@@ -372,7 +372,14 @@ async fn serve<P: Wire>(
 /// Counts and refuses a request whose body could not be read.
 fn refuse<P: Wire>(provider: &FakeProvider, parts: &Parts, refusal: Refusal) -> Response {
     let stats = &provider.inner.stats;
-    stats.record(P::FORMAT, None, false, P::api_key(parts), &Bytes::new());
+    stats.record(
+        P::FORMAT,
+        None,
+        false,
+        P::api_key(parts),
+        None,
+        &Bytes::new(),
+    );
     stats.embedding(0);
     stats.rejected();
     error_response::<P>(refusal.status, Some(&refusal.message), None, None)

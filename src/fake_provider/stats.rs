@@ -77,6 +77,9 @@ pub struct RecordedCall {
     pub stream: bool,
     /// The API key sent, if any.
     pub api_key: Option<String>,
+    /// The W3C `traceparent` header sent, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
     /// The request body as JSON (a JSON string holding the raw text when the
     /// body was not valid JSON).
     pub body: serde_json::Value,
@@ -89,6 +92,7 @@ struct Recent {
     model: Option<Box<str>>,
     stream: bool,
     api_key: Option<Box<str>>,
+    traceparent: Option<Box<str>>,
     body: Bytes,
 }
 
@@ -160,6 +164,7 @@ impl Stats {
         model: Option<&str>,
         stream: bool,
         api_key: Option<&str>,
+        traceparent: Option<&str>,
         body: &Bytes,
     ) {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
@@ -183,6 +188,7 @@ impl Stats {
             model: model.map(Into::into),
             stream,
             api_key: api_key.map(Into::into),
+            traceparent: traceparent.map(Into::into),
             body: body.clone(),
         };
         let slot = &self.recent[(seq % RECENT_CAPACITY as u64) as usize];
@@ -287,6 +293,7 @@ impl Stats {
                     r.model.clone(),
                     r.stream,
                     r.api_key.clone(),
+                    r.traceparent.clone(),
                     r.body.clone(),
                 ))
             })
@@ -294,16 +301,19 @@ impl Stats {
         recent.sort_unstable_by_key(|r| r.0);
         stats.recent = recent
             .into_iter()
-            .map(|(seq, format, model, stream, api_key, body)| RecordedCall {
-                seq,
-                format,
-                model: model.map(Into::into),
-                stream,
-                api_key: api_key.map(Into::into),
-                body: serde_json::from_slice(&body).unwrap_or_else(|_| {
-                    serde_json::Value::String(String::from_utf8_lossy(&body).into_owned())
-                }),
-            })
+            .map(
+                |(seq, format, model, stream, api_key, traceparent, body)| RecordedCall {
+                    seq,
+                    format,
+                    model: model.map(Into::into),
+                    stream,
+                    api_key: api_key.map(Into::into),
+                    traceparent: traceparent.map(Into::into),
+                    body: serde_json::from_slice(&body).unwrap_or_else(|_| {
+                        serde_json::Value::String(String::from_utf8_lossy(&body).into_owned())
+                    }),
+                },
+            )
             .collect();
         stats
     }
@@ -319,13 +329,21 @@ mod tests {
     fn counts_by_format_and_model() {
         let stats = Stats::default();
         let body = Bytes::from_static(br#"{"model":"m1"}"#);
-        stats.record(Format::Openai, Some("m1"), false, Some("k"), &body);
-        stats.record(Format::Openai, Some("m1"), true, None, &body);
-        stats.record(Format::Anthropic, Some("m1"), false, None, &body);
+        stats.record(
+            Format::Openai,
+            Some("m1"),
+            false,
+            Some("k"),
+            Some("00-tp"),
+            &body,
+        );
+        stats.record(Format::Openai, Some("m1"), true, None, None, &body);
+        stats.record(Format::Anthropic, Some("m1"), false, None, None, &body);
         stats.record(
             Format::Gemini,
             None,
             false,
+            None,
             None,
             &Bytes::from_static(b"not json"),
         );
@@ -347,6 +365,8 @@ mod tests {
         assert_eq!(snap.recent.len(), 4);
         assert_eq!(snap.recent[0].seq, 1);
         assert_eq!(snap.recent[0].api_key.as_deref(), Some("k"));
+        assert_eq!(snap.recent[0].traceparent.as_deref(), Some("00-tp"));
+        assert_eq!(snap.recent[1].traceparent, None);
         assert_eq!(snap.recent[0].body["model"], "m1");
         assert_eq!(snap.recent[3].body, "not json");
         let json = serde_json::to_value(&snap).unwrap();
@@ -367,6 +387,7 @@ mod tests {
                 Format::Ollama,
                 Some("m"),
                 true,
+                None,
                 None,
                 &Bytes::from(format!("{{\"i\":{i}}}")),
             );
@@ -389,7 +410,7 @@ mod tests {
                 std::thread::spawn(move || {
                     for i in 0..500 {
                         let model = format!("m{}", (t + i) % 5);
-                        stats.record(Format::ALL[i % 4], Some(&model), false, None, &body);
+                        stats.record(Format::ALL[i % 4], Some(&model), false, None, None, &body);
                     }
                 })
             })

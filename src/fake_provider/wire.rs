@@ -157,9 +157,14 @@ pub(crate) async fn handle<P: Wire>(provider: FakeProvider, request: Request) ->
     let bytes = match body::read_body(body).await {
         Ok(bytes) => bytes,
         Err(refusal) => {
-            inner
-                .stats
-                .record(P::FORMAT, None, false, P::api_key(&parts), &Bytes::new());
+            inner.stats.record(
+                P::FORMAT,
+                None,
+                false,
+                P::api_key(&parts),
+                None,
+                &Bytes::new(),
+            );
             inner.stats.rejected();
             return error_response::<P>(refusal.status, Some(&refusal.message), None, None);
         }
@@ -169,9 +174,17 @@ pub(crate) async fn handle<P: Wire>(provider: FakeProvider, request: Request) ->
         Ok(req) => (Some(P::model(req)), P::streaming(req)),
         Err(_) => (None, false),
     };
-    inner
-        .stats
-        .record(P::FORMAT, model, stream, P::api_key(&parts), &bytes);
+    inner.stats.record(
+        P::FORMAT,
+        model,
+        stream,
+        P::api_key(&parts),
+        parts
+            .headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok()),
+        &bytes,
+    );
     inner.stats.keyed(
         parts
             .headers

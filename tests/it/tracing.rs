@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Api, Proc, cluster_file, eventually, free_port, node_with};
+use crate::support::{Api, Proc, cluster_file, eventually, fake, free_port, node_with};
 
 /// Spans received, with their resource's `service.instance.id`.
 #[derive(Clone, Default)]
@@ -89,6 +89,7 @@ fn node(config: &std::path::Path, name: &str, collector: &str) -> Proc {
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
             ("OTEL_BSP_SCHEDULE_DELAY", "100"),
             ("AIMESH_COOKIE", "tracing-test-cookie"),
+            ("FAKE_KEY", "sk-ant-fake"),
         ],
     )
 }
@@ -203,8 +204,16 @@ fn check_trace(spans: &[(String, Value)], task: &str) -> HashMap<String, Vec<Val
 #[test]
 fn one_task_is_one_trace_exported_over_otlp() {
     let (collector, url) = Collector::start();
+    // Model calls go over HTTP to a provider that records their `traceparent`.
+    let fake = fake(0);
     let port = free_port();
-    let (_dir, config) = cluster_file(&[("solo", port)], "");
+    let (_dir, config) = cluster_file(
+        &[("solo", port)],
+        &format!(
+            "[gateway.providers.anthropic]\nbase_url = \"{}\"\napi_key_env = \"FAKE_KEY\"\n",
+            fake.url
+        ),
+    );
     let _node = node(&config, "solo", &url);
     let api = Api::new(port);
     api.wait_healthy();
@@ -223,6 +232,41 @@ fn one_task_is_one_trace_exported_over_otlp() {
     assert!(spans.len() >= 4, "{spans:?}");
     check_trace(&spans, &task);
     assert!(spans.iter().all(|(node, _)| node == "solo"));
+
+    // Each request the provider got names its model call's span as its parent.
+    let calls: Value = reqwest::blocking::get(format!("{}/_fake/calls", fake.url))
+        .unwrap()
+        .json()
+        .unwrap();
+    let parents: Vec<&str> = calls["recent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["traceparent"].as_str())
+        .collect();
+    let model_calls: HashSet<&str> = spans
+        .iter()
+        .filter(|(_, s)| s["name"] == "model.call")
+        .filter_map(|(_, s)| s["spanId"].as_str())
+        .collect();
+    assert!(
+        !parents.is_empty(),
+        "the provider got no traceparent: {calls}"
+    );
+    assert_eq!(parents.len(), model_calls.len(), "{parents:?}");
+    for tp in parents {
+        let parts: Vec<&str> = tp.split('-').collect();
+        assert_eq!(parts.len(), 4, "{tp}");
+        assert_eq!(
+            (parts[0], parts[1], parts[3]),
+            ("00", hex.as_str(), "01"),
+            "{tp}"
+        );
+        assert!(
+            model_calls.contains(parts[2]),
+            "{tp} names no model.call span"
+        );
+    }
 }
 
 #[test]
@@ -303,4 +347,60 @@ fn spans_of_subtasks_run_on_a_peer_join_the_tasks_trace() {
         "subtask spans from both nodes in one trace: {:?}",
         by_name.keys()
     );
+}
+
+#[test]
+fn tasks_outside_the_sampling_ratio_export_nothing_and_say_so_downstream() {
+    let (collector, url) = Collector::start();
+    let fake = fake(0);
+    let port = free_port();
+    let (_dir, config) = cluster_file(
+        &[("unsampled", port)],
+        &format!(
+            "[gateway.providers.anthropic]\nbase_url = \"{}\"\napi_key_env = \"FAKE_KEY\"\n",
+            fake.url
+        ),
+    );
+    let _node = node_with(
+        &config,
+        "unsampled",
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", url.as_str()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+            ("OTEL_TRACES_SAMPLER", "traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0"),
+            ("FAKE_KEY", "sk-ant-fake"),
+        ],
+    );
+    let api = Api::new(port);
+    api.wait_healthy();
+    let (status, net) = api.post("/networks", &json!({"name": "unsampled"}));
+    assert_eq!(status, 201, "{net}");
+    let net = net["network_id"].as_str().unwrap().to_owned();
+    let task = run_task(&api, &net);
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(
+        collector.spans.lock().unwrap().is_empty(),
+        "nothing is traced at ratio 0"
+    );
+    let calls: Value = reqwest::blocking::get(format!("{}/_fake/calls", fake.url))
+        .unwrap()
+        .json()
+        .unwrap();
+    let parents: Vec<&str> = calls["recent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["traceparent"].as_str())
+        .collect();
+    assert!(!parents.is_empty(), "{calls}");
+    let hex = task.replace('-', "");
+    for tp in parents {
+        // The task's trace, marked not sampled, so downstream services do not trace it either.
+        assert!(
+            tp.starts_with(&format!("00-{hex}-")) && tp.ends_with("-00"),
+            "{tp}"
+        );
+    }
 }

@@ -704,6 +704,7 @@ impl CoordinatorState {
                 timeout,
                 cache: true,
                 idempotency_key: Some(format!("{task}.synthesis")),
+                traceparent: None,
             };
             let result = crate::gateway::call(&store, &gateway, request, timeout * 2, None).await;
             let _ = me.cast(CoordinatorMsg::Synthesized(task, result));

@@ -371,6 +371,7 @@ impl GatewayState {
                 sink: call.sink.clone(),
                 timeout,
                 idempotency_key: call.request.idempotency_key.clone(),
+                traceparent: call.request.traceparent.clone(),
             })))
             .is_ok()
         });

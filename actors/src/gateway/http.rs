@@ -23,6 +23,15 @@ pub struct RawAnswer {
     pub body: Bytes,
 }
 
+/// Headers a call carries beside its provider's own.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CallMeta<'a> {
+    /// Sent as `x-aimesh-idempotency-key`.
+    pub idempotency_key: Option<&'a str>,
+    /// Sent as `traceparent` (W3C Trace Context).
+    pub traceparent: Option<&'a str>,
+}
+
 /// One provider's HTTP client.
 pub struct HttpClient {
     name: String,
@@ -104,13 +113,16 @@ impl HttpClient {
     async fn send(
         &self,
         request: &ProviderRequest,
-        key: Option<&str>,
+        meta: CallMeta<'_>,
     ) -> Result<reqwest::Response, ModelError> {
         let call = self.wire.build(&self.endpoint, request);
         let url = self.url(&call.url)?;
         let mut builder = self.client.post(url).body(call.body);
-        if let Some(key) = key {
+        if let Some(key) = meta.idempotency_key {
             builder = builder.header("x-aimesh-idempotency-key", key);
+        }
+        if let Some(traceparent) = meta.traceparent {
+            builder = builder.header("traceparent", traceparent);
         }
         for (k, v) in &call.headers {
             builder = builder.header(k, v);
@@ -168,9 +180,9 @@ impl HttpClient {
     pub async fn complete(
         &self,
         request: &ProviderRequest,
-        key: Option<&str>,
+        meta: CallMeta<'_>,
     ) -> Result<RawAnswer, ModelError> {
-        let response = self.send(request, key).await?;
+        let response = self.send(request, meta).await?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = self.read_body(response).await?;
@@ -185,10 +197,10 @@ impl HttpClient {
     pub async fn stream(
         &self,
         request: &ProviderRequest,
-        key: Option<&str>,
+        meta: CallMeta<'_>,
         sink: &DeltaSink,
     ) -> Result<Completion, ModelError> {
-        let mut response = self.send(request, key).await?;
+        let mut response = self.send(request, meta).await?;
         let status = response.status().as_u16();
         if !(200..300).contains(&status) {
             let headers = response.headers().clone();

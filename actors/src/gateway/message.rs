@@ -67,6 +67,9 @@ pub struct ModelRequest {
     /// The call's idempotency key (a subtask's id): its answer is kept under it, so a
     /// redelivered call is answered from the journal instead of being paid again.
     pub idempotency_key: Option<String>,
+    /// The W3C `traceparent` sent to the provider (the call's span in its task's trace; set
+    /// by [`crate::gateway::call`]), so a traced proxy or provider joins the task's trace.
+    pub traceparent: Option<String>,
 }
 
 impl ModelResponse {
@@ -108,6 +111,7 @@ impl ModelRequest {
             timeout: Duration::from_secs(120),
             cache: true,
             idempotency_key: None,
+            traceparent: None,
         }
     }
 }

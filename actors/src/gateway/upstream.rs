@@ -44,6 +44,8 @@ pub struct UpstreamCall {
     pub timeout: Duration,
     /// Sent to the provider as `x-aimesh-idempotency-key`.
     pub idempotency_key: Option<String>,
+    /// Sent to the provider as `traceparent`.
+    pub traceparent: Option<String>,
 }
 
 /// What a call's I/O produced.
@@ -154,6 +156,7 @@ impl UpstreamState {
             sink,
             timeout,
             idempotency_key,
+            traceparent,
         } = call;
         let me = myself.clone();
         let name = self.name.clone();
@@ -162,10 +165,13 @@ impl UpstreamState {
                 let client = client.clone();
                 OwnedTask::spawn(async move {
                     let io = async {
-                        let key = idempotency_key.as_deref();
+                        let meta = super::http::CallMeta {
+                            idempotency_key: idempotency_key.as_deref(),
+                            traceparent: traceparent.as_deref(),
+                        };
                         match &sink {
-                            Some(sink) => client.stream(&request, key, sink).await.map(Io::Done),
-                            None => client.complete(&request, key).await.map(Io::Raw),
+                            Some(sink) => client.stream(&request, meta, sink).await.map(Io::Done),
+                            None => client.complete(&request, meta).await.map(Io::Raw),
                         }
                     };
                     let result = tokio::time::timeout(timeout, io).await.unwrap_or(Err(
