@@ -79,6 +79,16 @@ pub fn entries(prefix: &str) -> Vec<(String, Arc<Counters>)> {
         .collect()
 }
 
+/// Calls `f` with every entry whose id starts with `prefix`, without copying them (a scrape
+/// visits every agent's entry).
+pub fn for_each(prefix: &str, mut f: impl FnMut(&str, &Counters)) {
+    for e in COUNTERS.iter() {
+        if e.key().starts_with(prefix) {
+            f(e.key(), e.value());
+        }
+    }
+}
+
 /// Forgets the counters of ids starting with `prefix` (a deleted network's actors).
 pub fn forget(prefix: &str) {
     COUNTERS.retain(|k, _| !k.starts_with(prefix));

@@ -32,7 +32,7 @@ use crate::names::Names;
 use crate::policy::{Decision, RestartWindow};
 use crate::rpc::ask;
 use crate::settings::Settings;
-use crate::stats::{AgentStats, AgentStatsView, AgentStatus};
+use crate::stats::{AgentStats, AgentStatsView, AgentStatus, StatsTotals};
 use crate::store::{Store, StoreError};
 use crate::types::{AgentSpec, NetworkRecord, now};
 use crate::watch::TaskWatch;
@@ -49,8 +49,9 @@ pub enum NetworkMsg {
     RemoveAgent(AgentId, RpcReplyPort<Result<(), NetworkError>>),
     /// Every agent with its live counters, the coordinator first.
     Agents(RpcReplyPort<Vec<AgentView>>),
-    /// Just the counters (the coordinator's first), for metrics.
-    Counts(RpcReplyPort<Vec<AgentStatsView>>),
+    /// The counters summed, the coordinator's then the agents' (a scrape of a network of
+    /// thousands of agents gets two small totals, not a view per agent).
+    Counts(RpcReplyPort<[StatsTotals; 2]>),
 }
 
 /// Why a network supervisor refused a request.
@@ -199,10 +200,12 @@ impl Actor for NetworkSupervisor {
                 let _ = reply.send(state.views());
             }
             NetworkMsg::Counts(reply) => {
-                let mut counts = Vec::with_capacity(state.agents.len() + 1);
-                counts.push(state.coordinator_stats.view());
-                counts.extend(state.agents.iter().map(|s| s.stats.view()));
-                let _ = reply.send(counts);
+                let mut totals = [StatsTotals::default(), StatsTotals::default()];
+                totals[0].add(&state.coordinator_stats.view());
+                for agent in &state.agents {
+                    totals[1].add(&agent.stats.view());
+                }
+                let _ = reply.send(totals);
             }
         }
         Ok(())

@@ -101,6 +101,31 @@ pub struct AgentStatsView {
     pub messages: u64,
 }
 
+/// Counters summed over actors of one kind (a network's agents, or its coordinator).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StatsTotals {
+    /// Actors by status, in the order of [`AgentStatus::WORDS`].
+    pub by_status: [u64; AgentStatus::WORDS.len()],
+    /// Subtasks waiting in their mailboxes.
+    pub mailbox_depth: u64,
+    /// Messages they handled.
+    pub messages: u64,
+    /// Times they were restarted.
+    pub restarts: u64,
+}
+
+impl StatsTotals {
+    /// Adds one actor's counters.
+    pub fn add(&mut self, v: &AgentStatsView) {
+        if let Some(n) = self.by_status.get_mut(usize::from(v.status.to_u8())) {
+            *n += 1;
+        }
+        self.mailbox_depth += v.mailbox_depth;
+        self.messages += v.messages;
+        self.restarts += v.restarts;
+    }
+}
+
 impl AgentStats {
     /// Sets the status.
     pub fn set_status(&self, s: AgentStatus) {
@@ -161,5 +186,35 @@ impl AgentStats {
             restarts: self.restarts.load(Ordering::Relaxed),
             messages: self.messages.load(Ordering::Relaxed),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totals_count_each_status_under_its_word() {
+        let mut totals = StatsTotals::default();
+        for code in 0..AgentStatus::WORDS.len() as u8 {
+            let status = AgentStatus::from_u8(code);
+            assert_eq!(AgentStatus::WORDS[usize::from(code)], status.as_str());
+            assert_eq!(status.to_u8(), code);
+            let view = AgentStatsView {
+                status,
+                mailbox_depth: 2,
+                running: 0,
+                tasks_handled: 0,
+                tasks_failed: 0,
+                restarts: 1,
+                messages: 10,
+            };
+            for _ in 0..=code {
+                totals.add(&view);
+            }
+        }
+        assert_eq!(totals.by_status, [1, 2, 3, 4, 5, 6]);
+        assert_eq!(totals.mailbox_depth, 42);
+        assert_eq!((totals.messages, totals.restarts), (210, 21));
     }
 }

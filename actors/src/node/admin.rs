@@ -245,37 +245,39 @@ impl Node {
             else {
                 continue;
             };
-            let Ok(views) = ask(&n, self.timeout(), NetworkMsg::Counts).await else {
+            let Ok(totals) = ask(&n, self.timeout(), NetworkMsg::Counts).await else {
                 continue;
             };
-            for (i, v) in views.into_iter().enumerate() {
-                let kind = if i == 0 {
-                    ActorKind::Coordinator
-                } else {
-                    ActorKind::Agent
-                };
-                *count.entry((kind, v.status.as_str())).or_default() += 1;
+            for (kind, t) in [ActorKind::Coordinator, ActorKind::Agent]
+                .into_iter()
+                .zip(totals)
+            {
+                for (status, n) in crate::stats::AgentStatus::WORDS.iter().zip(t.by_status) {
+                    if n > 0 {
+                        *count.entry((kind, *status)).or_default() += n;
+                    }
+                }
                 let k = kinds.entry(kind).or_default();
-                k.depth += v.mailbox_depth;
-                k.messages += v.messages;
-                k.restarts += v.restarts;
+                k.depth += t.mailbox_depth;
+                k.messages += t.messages;
+                k.restarts += t.restarts;
             }
         }
         let prefix = format!("{node}/");
-        for (id, c) in crate::directory::entries(&prefix) {
-            let kind = ActorKind::of_name(&node, &id);
+        crate::directory::for_each(&prefix, |id, c| {
+            let kind = ActorKind::of_name(&node, id);
             let (messages, restarts, escalations) = c.read();
             let k = kinds.entry(kind).or_default();
             k.escalations += escalations;
             if matches!(kind, ActorKind::Agent | ActorKind::Coordinator) {
-                continue; // counted from their own stats above
+                return; // counted from their own stats above
             }
             k.messages += messages;
             k.restarts += restarts;
             if ractor::registry::where_is(id).is_some() {
                 *count.entry((kind, "running")).or_default() += 1;
             }
-        }
+        });
         if let Ok(g) = self.gateway_status().await {
             kinds.entry(ActorKind::Gateway).or_default().depth += g.waiting as u64;
         }
