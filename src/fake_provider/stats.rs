@@ -86,6 +86,7 @@ pub struct RecordedCall {
 }
 
 /// What is kept of a recent request until a snapshot parses its body.
+#[derive(Clone)]
 struct Recent {
     seq: u64,
     format: Format,
@@ -281,39 +282,25 @@ impl Stats {
             }
             stats.by_model.insert(entry.key().to_string(), model_total);
         }
-        let mut recent: Vec<_> = self
+        let mut recent: Vec<Recent> = self
             .recent
             .iter()
-            .filter_map(|slot| {
-                let slot = lock(slot);
-                let r = slot.as_ref()?;
-                Some((
-                    r.seq,
-                    r.format,
-                    r.model.clone(),
-                    r.stream,
-                    r.api_key.clone(),
-                    r.traceparent.clone(),
-                    r.body.clone(),
-                ))
-            })
+            .filter_map(|slot| lock(slot).clone())
             .collect();
-        recent.sort_unstable_by_key(|r| r.0);
+        recent.sort_unstable_by_key(|r| r.seq);
         stats.recent = recent
             .into_iter()
-            .map(
-                |(seq, format, model, stream, api_key, traceparent, body)| RecordedCall {
-                    seq,
-                    format,
-                    model: model.map(Into::into),
-                    stream,
-                    api_key: api_key.map(Into::into),
-                    traceparent: traceparent.map(Into::into),
-                    body: serde_json::from_slice(&body).unwrap_or_else(|_| {
-                        serde_json::Value::String(String::from_utf8_lossy(&body).into_owned())
-                    }),
-                },
-            )
+            .map(|r| RecordedCall {
+                seq: r.seq,
+                format: r.format,
+                model: r.model.map(Into::into),
+                stream: r.stream,
+                api_key: r.api_key.map(Into::into),
+                traceparent: r.traceparent.map(Into::into),
+                body: serde_json::from_slice(&r.body).unwrap_or_else(|_| {
+                    serde_json::Value::String(String::from_utf8_lossy(&r.body).into_owned())
+                }),
+            })
             .collect();
         stats
     }
