@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Api, Proc, cluster_file, eventually, fake, free_port, node_with};
+use crate::support::{Api, Fake, Proc, cluster_file, eventually, fake, free_port, node_with};
 
 /// Spans received, with their resource's `service.instance.id`.
 #[derive(Clone, Default)]
@@ -112,6 +112,28 @@ fn run_task(api: &Api, net: &str) -> String {
     id
 }
 
+/// The `cluster.toml` section that sends Anthropic-format calls to `fake`.
+fn provider_section(fake: &Fake) -> String {
+    format!(
+        "[gateway.providers.anthropic]\nbase_url = \"{}\"\napi_key_env = \"FAKE_KEY\"\n",
+        fake.url
+    )
+}
+
+/// The `traceparent` of every request `fake` recorded, oldest first.
+fn traceparents(fake: &Fake) -> Vec<String> {
+    let calls: Value = reqwest::blocking::get(format!("{}/_fake/calls", fake.url))
+        .unwrap()
+        .json()
+        .unwrap();
+    calls["recent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["traceparent"].as_str().map(str::to_owned))
+        .collect()
+}
+
 fn attr<'a>(span: &'a Value, key: &str) -> Option<&'a Value> {
     span["attributes"]
         .as_array()?
@@ -207,13 +229,7 @@ fn one_task_is_one_trace_exported_over_otlp() {
     // Model calls go over HTTP to a provider that records their `traceparent`.
     let fake = fake(0);
     let port = free_port();
-    let (_dir, config) = cluster_file(
-        &[("solo", port)],
-        &format!(
-            "[gateway.providers.anthropic]\nbase_url = \"{}\"\napi_key_env = \"FAKE_KEY\"\n",
-            fake.url
-        ),
-    );
+    let (_dir, config) = cluster_file(&[("solo", port)], &provider_section(&fake));
     let _node = node(&config, "solo", &url);
     let api = Api::new(port);
     api.wait_healthy();
@@ -234,25 +250,13 @@ fn one_task_is_one_trace_exported_over_otlp() {
     assert!(spans.iter().all(|(node, _)| node == "solo"));
 
     // Each request the provider got names its model call's span as its parent.
-    let calls: Value = reqwest::blocking::get(format!("{}/_fake/calls", fake.url))
-        .unwrap()
-        .json()
-        .unwrap();
-    let parents: Vec<&str> = calls["recent"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|c| c["traceparent"].as_str())
-        .collect();
+    let parents = traceparents(&fake);
     let model_calls: HashSet<&str> = spans
         .iter()
         .filter(|(_, s)| s["name"] == "model.call")
         .filter_map(|(_, s)| s["spanId"].as_str())
         .collect();
-    assert!(
-        !parents.is_empty(),
-        "the provider got no traceparent: {calls}"
-    );
+    assert!(!parents.is_empty(), "the provider got no traceparent");
     assert_eq!(parents.len(), model_calls.len(), "{parents:?}");
     for tp in parents {
         let parts: Vec<&str> = tp.split('-').collect();
@@ -354,13 +358,7 @@ fn tasks_outside_the_sampling_ratio_export_nothing_and_say_so_downstream() {
     let (collector, url) = Collector::start();
     let fake = fake(0);
     let port = free_port();
-    let (_dir, config) = cluster_file(
-        &[("unsampled", port)],
-        &format!(
-            "[gateway.providers.anthropic]\nbase_url = \"{}\"\napi_key_env = \"FAKE_KEY\"\n",
-            fake.url
-        ),
-    );
+    let (_dir, config) = cluster_file(&[("unsampled", port)], &provider_section(&fake));
     let _node = node_with(
         &config,
         "unsampled",
@@ -384,17 +382,8 @@ fn tasks_outside_the_sampling_ratio_export_nothing_and_say_so_downstream() {
         collector.spans.lock().unwrap().is_empty(),
         "nothing is traced at ratio 0"
     );
-    let calls: Value = reqwest::blocking::get(format!("{}/_fake/calls", fake.url))
-        .unwrap()
-        .json()
-        .unwrap();
-    let parents: Vec<&str> = calls["recent"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|c| c["traceparent"].as_str())
-        .collect();
-    assert!(!parents.is_empty(), "{calls}");
+    let parents = traceparents(&fake);
+    assert!(!parents.is_empty(), "the provider got no traceparent");
     let hex = task.replace('-', "");
     for tp in parents {
         // The task's trace, marked not sampled, so downstream services do not trace it either.
