@@ -216,6 +216,9 @@ pub struct NewTask {
     pub max_iterations: Option<u32>,
     /// Overrides the network's time limit.
     pub timeout_seconds: Option<u64>,
+    /// The W3C `traceparent` of the client's span it came from (the task's spans link to it);
+    /// only a valid one ([`crate::trace::parse_traceparent`]) is kept.
+    pub client_traceparent: Option<String>,
 }
 
 /// The node's health.
@@ -517,14 +520,22 @@ impl Node {
             started_at: None,
             finished_at: None,
             duration_ms: None,
+            client_traceparent: new
+                .client_traceparent
+                .filter(|t| crate::trace::parse_traceparent(t).is_some()),
         };
         // The trace id is the task id and the resource names the node: no need to repeat them.
-        let span = crate::trace::TaskSpan::start("task.accept", task.task_id, None, || {
-            vec![opentelemetry::KeyValue::new(
-                "aimesh.priority",
-                i64::from(task.priority.get()),
-            )]
-        });
+        let client = task
+            .client_traceparent
+            .as_deref()
+            .and_then(crate::trace::parse_traceparent);
+        let span =
+            crate::trace::TaskSpan::start_linked("task.accept", task.task_id, None, client, || {
+                vec![opentelemetry::KeyValue::new(
+                    "aimesh.priority",
+                    i64::from(task.priority.get()),
+                )]
+            });
         let kept = self.inner.store.insert_task(&task).await;
         span.end();
         if let Err(e) = kept {

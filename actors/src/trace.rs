@@ -8,6 +8,12 @@
 //! of that root; the root span itself (`task`, from acceptance to the end) is exported by the
 //! node that ends the task, with the ids forced through [`TaskIdGenerator`].
 //!
+//! A client that sends a W3C `traceparent` with a task (its own request's span) is not made the
+//! task's parent: the task keeps its own trace, which lives on after the request, and its root
+//! span and `task.accept` carry an OTel *link* to the client's span instead (the trace context
+//! spec's answer for work that outlives the request that asked for it). The client's
+//! `traceparent` is kept in the task record, so whichever node ends the task links its root.
+//!
 //! These spans are built straight on the OpenTelemetry SDK's tracer ([`install`]ed once by the
 //! binary when an exporter is configured), not through `tracing` spans: a [`TaskSpan`] costs one
 //! SDK span while it lives and nothing per poll of the work it covers. With no tracer installed
@@ -18,7 +24,7 @@ use std::sync::OnceLock;
 use std::time::SystemTime;
 
 use opentelemetry::trace::{
-    Span as _, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId,
+    Link, Span as _, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId,
     TraceState, Tracer,
 };
 use opentelemetry::{Context, KeyValue};
@@ -100,6 +106,47 @@ pub fn traceparent_of(span: &SpanContext) -> String {
     )
 }
 
+/// The span a W3C `traceparent` header value names, or `None` when the value is not a valid
+/// one (the Trace Context spec says to ignore such a header, not to refuse the request):
+/// `version-traceid-parentid-flags` in lowercase hex, version `ff` invalid, version `00`
+/// exactly 55 characters, later versions at least that with a `-` after the flags, ids not
+/// all zero.
+pub fn parse_traceparent(value: &str) -> Option<SpanContext> {
+    let value = value.trim_matches([' ', '\t']);
+    let hex = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let field = |from: usize, len: usize| {
+        value
+            .get(from..from + len)
+            .filter(|f| hex(f))
+            .and_then(|f| u128::from_str_radix(f, 16).ok())
+    };
+    let version = field(0, 2)?;
+    let fits = match version {
+        0xff => false,
+        0 => value.len() == 55,
+        _ => value.len() == 55 || value.as_bytes().get(55) == Some(&b'-'),
+    };
+    let dashes = [2, 35, 52]
+        .iter()
+        .all(|&i| value.as_bytes().get(i) == Some(&b'-'));
+    if !fits || !dashes {
+        return None;
+    }
+    let trace = field(3, 32).filter(|t| *t != 0)?;
+    let span = field(36, 16).filter(|s| *s != 0)?;
+    let flags = field(53, 2)?;
+    Some(SpanContext::new(
+        TraceId::from_bytes(trace.to_be_bytes()),
+        SpanId::from_bytes(u64::try_from(span).ok()?.to_be_bytes()),
+        TraceFlags::new(u8::try_from(flags).ok()? & TraceFlags::SAMPLED.to_u8()),
+        true,
+        TraceState::default(),
+    ))
+}
+
 /// The context whose parent is the task's root span.
 pub fn root_context(task: TaskId) -> Context {
     Context::new().with_remote_span_context(SpanContext::new(
@@ -163,6 +210,17 @@ impl TaskSpan {
         parent: Option<SpanContext>,
         attributes: impl FnOnce() -> Vec<KeyValue>,
     ) -> Self {
+        Self::start_linked(name, task, parent, None, attributes)
+    }
+
+    /// [`start`](Self::start), with a link to `link` (a client's span) when there is one.
+    pub fn start_linked(
+        name: &'static str,
+        task: TaskId,
+        parent: Option<SpanContext>,
+        link: Option<SpanContext>,
+        attributes: impl FnOnce() -> Vec<KeyValue>,
+    ) -> Self {
         let Some(tracer) = TRACER.get().filter(|_| sampled(task)) else {
             return Self(None);
         };
@@ -171,10 +229,13 @@ impl TaskSpan {
             Some(p) if p.is_valid() => Context::new().with_remote_span_context(p),
             _ => root_context(task),
         };
-        let builder = tracer
+        let mut builder = tracer
             .span_builder(name)
             .with_kind(SpanKind::Internal)
             .with_attributes(attributes());
+        if let Some(link) = link {
+            builder = builder.with_links(vec![Link::with_context(link)]);
+        }
         Self(Some(tracer.build_with_context(builder, &cx)))
     }
 
@@ -249,6 +310,8 @@ pub struct Root<'a> {
     pub error: Option<&'a str>,
     /// Subtasks it had.
     pub subtasks: usize,
+    /// The client's span it was submitted from (a `traceparent`), linked when valid.
+    pub client: Option<&'a str>,
 }
 
 /// Exports a task's root span, `task`, from its acceptance to now (call once it is terminal).
@@ -259,7 +322,7 @@ pub fn finish_root(root: &Root<'_>) {
     STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let task = root.task;
     let start: SystemTime = root.created_at.into();
-    let builder = tracer
+    let mut builder = tracer
         .span_builder("task")
         .with_kind(SpanKind::Server)
         .with_start_time(start)
@@ -269,6 +332,9 @@ pub fn finish_root(root: &Root<'_>) {
             KeyValue::new("aimesh.status", root.status),
             KeyValue::new("aimesh.subtasks", root.subtasks as i64),
         ]);
+    if let Some(client) = root.client.and_then(parse_traceparent) {
+        builder = builder.with_links(vec![Link::with_context(client)]);
+    }
     FORCED.with(|f| f.set(Some((trace_id(task), root_span_id(task)))));
     let mut span = tracer.build_with_context(builder, &Context::new());
     FORCED.with(|f| f.set(None));
@@ -349,6 +415,16 @@ mod tests {
         call.end();
         sub.set(|| vec![KeyValue::new("aimesh.outcome", "completed")]);
         sub.end();
+        let client = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let client_span = parse_traceparent(client).unwrap();
+        TaskSpan::start_linked(
+            "task.accept",
+            task,
+            None,
+            Some(client_span.clone()),
+            Vec::new,
+        )
+        .end();
         finish_root(&Root {
             task,
             network: NetworkId::new(),
@@ -357,11 +433,19 @@ mod tests {
             status: "completed",
             error: None,
             subtasks: 1,
+            client: Some(client),
         });
 
         let spans = got.0.lock().unwrap().clone();
         let find = |name: &str| spans.iter().find(|s| s.name == name).unwrap();
         let (call, sub, root) = (find("model.call"), find("subtask"), find("task"));
+        // The client's span is linked, never the parent: the task keeps its own trace.
+        for s in [root, find("task.accept")] {
+            let links: Vec<_> = s.links.iter().map(|l| l.span_context.clone()).collect();
+            assert_eq!(links, vec![client_span.clone()], "{}", s.name);
+            assert_eq!(s.span_context.trace_id(), trace_id(task));
+        }
+        assert!(call.links.is_empty() && sub.links.is_empty());
         for s in [call, sub, root] {
             assert_eq!(s.span_context.trace_id(), trace_id(task), "{}", s.name);
         }
@@ -379,6 +463,50 @@ mod tests {
                 .iter()
                 .any(|kv| kv.key.as_str() == "aimesh.agent")
         );
+    }
+
+    #[test]
+    fn a_traceparent_is_read_as_the_trace_context_spec_says() {
+        let cx =
+            parse_traceparent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01").unwrap();
+        assert_eq!(
+            cx.trace_id(),
+            TraceId::from_hex("0af7651916cd43dd8448eb211c80319c").unwrap()
+        );
+        assert_eq!(cx.span_id(), SpanId::from_hex("b7ad6b7169203331").unwrap());
+        assert!(cx.is_sampled() && cx.is_remote());
+        assert_eq!(
+            traceparent_of(&cx),
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        );
+        let unsampled =
+            parse_traceparent(" 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00\t");
+        assert!(
+            !unsampled.unwrap().is_sampled(),
+            "spaces around are allowed"
+        );
+        // A later version may append fields after the four it shares with version 00.
+        assert!(
+            parse_traceparent("cc-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-what")
+                .is_some()
+        );
+        for bad in [
+            "",
+            "00",
+            "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "00-00000000000000000000000000000000-b7ad6b7169203331-01",
+            "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",
+            "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra",
+            "cc-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01x",
+            "00_0af7651916cd43dd8448eb211c80319c_b7ad6b7169203331_01",
+            "00-0af7651916cd43dd8448eb211c80319-cb7ad6b7169203331-01",
+            "00-+af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-0g",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-é",
+        ] {
+            assert!(parse_traceparent(bad).is_none(), "{bad:?} must be ignored");
+        }
     }
 
     #[test]

@@ -38,7 +38,7 @@ pub struct ChosenId(pub NetworkId);
 /// Header naming the node that served a forwarded request.
 pub const SERVED_BY: &str = "x-aimesh-node";
 
-const KEEP_HEADERS: [&str; 3] = ["content-type", "accept", "retry-after"];
+const KEEP_HEADERS: [&str; 4] = ["content-type", "accept", "retry-after", "traceparent"];
 
 enum Route {
     Here,

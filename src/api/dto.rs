@@ -366,6 +366,7 @@ impl SubmitTask {
                 .timeout_seconds
                 .map(|v| int("timeout_seconds", Some(v), 0, 1, MAX_TIMEOUT_SECONDS))
                 .transpose()?,
+            client_traceparent: None,
         })
     }
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use serde_json::json;
 
@@ -20,14 +20,22 @@ fn ids(network: &str, task: &str) -> Result<(NetworkId, TaskId), ApiError> {
     Ok((path_id("network", network)?, path_id("task", task)?))
 }
 
-/// `POST /networks/{network_id}/tasks`: 202 once the task is kept.
+/// `POST /networks/{network_id}/tasks`: 202 once the task is kept. A W3C `traceparent`
+/// header names the client's span: the task's trace links to it (an invalid one is ignored, as
+/// the Trace Context spec asks).
 pub async fn submit(
     State(s): State<AppState>,
     Path(network): Path<String>,
+    headers: HeaderMap,
     JsonBody(body): JsonBody<SubmitTask>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id: NetworkId = path_id("network", &network)?;
-    let new = body.validate(&s.limits)?;
+    let mut new = body.validate(&s.limits)?;
+    new.client_traceparent = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| aimesh_actors::trace::parse_traceparent(v).is_some())
+        .map(str::to_owned);
     let task = s.node.submit_task(id, new).await?;
     let location = format!("/api/mesh/networks/{id}/tasks/{}", task.task_id);
     Ok((

@@ -278,6 +278,7 @@ pub(super) fn seed_task() -> NewTask {
         priority: Priority::DEFAULT,
         max_iterations: None,
         timeout_seconds: None,
+        client_traceparent: None,
     }
 }
 

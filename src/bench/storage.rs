@@ -220,6 +220,7 @@ async fn backend(label: &str, store: Arc<dyn Store>, args: &StorageArgs) -> anyh
                         priority: Priority::DEFAULT,
                         max_iterations: None,
                         timeout_seconds: None,
+                        client_traceparent: None,
                     },
                 )
                 .await?;
@@ -241,6 +242,7 @@ async fn backend(label: &str, store: Arc<dyn Store>, args: &StorageArgs) -> anyh
                         priority: Priority::DEFAULT,
                         max_iterations: None,
                         timeout_seconds: None,
+                        client_traceparent: None,
                     },
                 )
                 .await?;

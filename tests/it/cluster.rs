@@ -141,9 +141,7 @@ fn node(config: &Path, name: &str, cookie: &str) -> Proc {
 
 /// The node that served a request (the `x-aimesh-node` header).
 fn served_by(port: u16, path: &str) -> String {
-    let resp = reqwest::blocking::get(format!("http://127.0.0.1:{port}/api/mesh{path}")).unwrap();
-    assert_eq!(resp.status().as_u16(), 200, "{path}");
-    resp.headers()["x-aimesh-node"].to_str().unwrap().to_owned()
+    Api::new(port).served_by(path)
 }
 
 fn terminal(t: &Value) -> bool {

@@ -123,12 +123,37 @@ impl Api {
         self.send(self.client.post(format!("{}{path}", self.base)).json(body))
     }
 
+    /// [`post`](Self::post) with extra request headers.
+    pub fn post_with_headers(
+        &self,
+        path: &str,
+        body: &Value,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
+        let mut req = self.client.post(format!("{}{path}", self.base)).json(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        self.send(req)
+    }
+
     pub fn post_empty(&self, path: &str) -> (u16, Value) {
         self.send(self.client.post(format!("{}{path}", self.base)))
     }
 
     pub fn delete(&self, path: &str) -> (u16, Value) {
         self.send(self.client.delete(format!("{}{path}", self.base)))
+    }
+
+    /// The node that served `GET path` (the `x-aimesh-node` header).
+    pub fn served_by(&self, path: &str) -> String {
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200, "{path}");
+        resp.headers()["x-aimesh-node"].to_str().unwrap().to_owned()
     }
 
     /// Waits until the node answers its health check.

@@ -94,11 +94,21 @@ fn node(config: &std::path::Path, name: &str, collector: &str) -> Proc {
     )
 }
 
-/// Runs one task to completion through `api`; its id.
-fn run_task(api: &Api, net: &str) -> String {
-    let (status, task) = api.post(
+/// A client's `traceparent` (its request span `span`, sampled).
+fn client_traceparent(span: u64) -> String {
+    format!("00-4bf92f3577b34da6a3ce929d0e0e4736-{span:016x}-01")
+}
+
+/// Runs one task to completion through `api`, submitted with `traceparent` when given; its id.
+fn run_task(api: &Api, net: &str, traceparent: Option<&str>) -> String {
+    let headers: Vec<(&str, &str)> = traceparent
+        .map(|t| ("traceparent", t))
+        .into_iter()
+        .collect();
+    let (status, task) = api.post_with_headers(
         &format!("/networks/{net}/tasks"),
         &json!({"task": "Plan a product launch email for developers", "priority": 2}),
+        &headers,
     );
     assert_eq!(status, 202, "{task}");
     let id = task["task_id"].as_str().unwrap().to_owned();
@@ -142,8 +152,26 @@ fn attr<'a>(span: &'a Value, key: &str) -> Option<&'a Value> {
         .map(|a| &a["value"])
 }
 
-/// Checks the shape of one task's trace; the spans by name.
-fn check_trace(spans: &[(String, Value)], task: &str) -> HashMap<String, Vec<Value>> {
+/// The spans `span` links to, as `(traceId, spanId)`.
+fn links(span: &Value) -> Vec<(String, String)> {
+    span["links"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| {
+            let id = |k: &str| l[k].as_str().unwrap_or_default().to_owned();
+            (id("traceId"), id("spanId"))
+        })
+        .collect()
+}
+
+/// Checks the shape of one task's trace, submitted from the client span `client` (a
+/// `traceparent`) when given; the spans by name.
+fn check_trace(
+    spans: &[(String, Value)],
+    task: &str,
+    client: Option<&str>,
+) -> HashMap<String, Vec<Value>> {
     let hex = task.replace('-', "");
     let root_id = &hex[16..32];
     let mut by_name: HashMap<String, Vec<Value>> = HashMap::new();
@@ -220,6 +248,23 @@ fn check_trace(spans: &[(String, Value)], task: &str) -> HashMap<String, Vec<Val
         calls.iter().all(|c| attr(c, "aimesh.provider").is_some()),
         "calls say which provider answered"
     );
+    // The client's span is linked from the root and the acceptance, and from nothing else; it
+    // is never a parent (the task keeps its own trace).
+    let expected: Vec<(String, String)> = client
+        .map(|tp| {
+            let parts: Vec<&str> = tp.split('-').collect();
+            (parts[1].to_owned(), parts[2].to_owned())
+        })
+        .into_iter()
+        .collect();
+    for (_, s) in spans {
+        let want = if s["name"] == "task" || s["name"] == "task.accept" {
+            expected.clone()
+        } else {
+            Vec::new()
+        };
+        assert_eq!(links(s), want, "links of {}", s["name"]);
+    }
     by_name
 }
 
@@ -236,7 +281,8 @@ fn one_task_is_one_trace_exported_over_otlp() {
     let (status, net) = api.post("/networks", &json!({"name": "traced"}));
     assert_eq!(status, 201, "{net}");
     let net = net["network_id"].as_str().unwrap().to_owned();
-    let task = run_task(&api, &net);
+    let client = client_traceparent(0x00f0_67aa_0ba9_02b7);
+    let task = run_task(&api, &net, Some(&client));
     let hex = task.replace('-', "");
     eventually(Duration::from_secs(20), "the task's trace", || {
         let spans = collector.trace(&hex);
@@ -246,8 +292,19 @@ fn one_task_is_one_trace_exported_over_otlp() {
     std::thread::sleep(Duration::from_millis(500));
     let spans = collector.trace(&hex);
     assert!(spans.len() >= 4, "{spans:?}");
-    check_trace(&spans, &task);
+    check_trace(&spans, &task, Some(&client));
     assert!(spans.iter().all(|(node, _)| node == "solo"));
+    // An invalid `traceparent` is ignored, as the Trace Context spec asks: the task is taken.
+    let (status, ignored) = api.post_with_headers(
+        &format!("/networks/{net}/tasks"),
+        &json!({"task": "Plan a product launch email for developers"}),
+        &[(
+            "traceparent",
+            "00-00000000000000000000000000000000-b7ad6b7169203331-01",
+        )],
+    );
+    assert_eq!(status, 202, "{ignored}");
+    assert!(ignored.get("client_traceparent").is_none(), "{ignored}");
 
     // Each request the provider got names its model call's span as its parent.
     let parents = traceparents(&fake);
@@ -295,20 +352,37 @@ fn spans_of_subtasks_run_on_a_peer_join_the_tasks_trace() {
     let (status, net) = a1.post("/networks", &json!({"name": "traced-cluster"}));
     assert_eq!(status, 201, "{net}");
     let net = net["network_id"].as_str().unwrap().to_owned();
+    // Submitted through the node that does not own the network, so the client's
+    // `traceparent` travels with the forwarded request.
+    let entry = if a1.served_by(&format!("/networks/{net}")) == "t1" {
+        &a2
+    } else {
+        &a1
+    };
     // Enough tasks at once that placement sends subtasks to both nodes.
     let mut tasks = Vec::new();
-    for _ in 0..6 {
-        let (status, t) = a1.post(
+    let mut clients = HashMap::new();
+    for i in 0..6u64 {
+        let client = client_traceparent(0x1000 + i);
+        let (status, t) = entry.post_with_headers(
             &format!("/networks/{net}/tasks"),
             &json!({"task": "Plan a product launch email for developers", "priority": 3}),
+            &[("traceparent", &client)],
         );
         assert_eq!(status, 202, "{t}");
         let id = t["task_id"].as_str().unwrap().to_owned();
         assert_eq!(
-            a1.post_empty(&format!("/networks/{net}/tasks/{id}/process"))
+            t["client_traceparent"],
+            client.as_str(),
+            "kept with the task"
+        );
+        assert_eq!(
+            entry
+                .post_empty(&format!("/networks/{net}/tasks/{id}/process"))
                 .0,
             202
         );
+        clients.insert(id.clone(), client);
         tasks.push(id);
     }
     let mut remote = None;
@@ -339,7 +413,7 @@ fn spans_of_subtasks_run_on_a_peer_join_the_tasks_trace() {
     });
     std::thread::sleep(Duration::from_millis(500));
     let spans = collector.trace(&hex);
-    let by_name = check_trace(&spans, &task);
+    let by_name = check_trace(&spans, &task, Some(&clients[&task]));
     let subtask_nodes: HashSet<&str> = spans
         .iter()
         .filter(|(_, s)| s["name"] == "subtask")
@@ -376,7 +450,7 @@ fn tasks_outside_the_sampling_ratio_export_nothing_and_say_so_downstream() {
     let (status, net) = api.post("/networks", &json!({"name": "unsampled"}));
     assert_eq!(status, 201, "{net}");
     let net = net["network_id"].as_str().unwrap().to_owned();
-    let task = run_task(&api, &net);
+    let task = run_task(&api, &net, None);
     std::thread::sleep(Duration::from_millis(800));
     assert!(
         collector.spans.lock().unwrap().is_empty(),

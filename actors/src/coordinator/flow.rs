@@ -787,6 +787,7 @@ impl CoordinatorState {
             status: status.as_str(),
             error: error.as_ref().map(|e| e.message.as_str()),
             subtasks: live.subs.len(),
+            client: live.client_traceparent.as_deref(),
         });
         metrics::histogram!(metrics_names::TASK_DURATION, "status" => status.as_str())
             .record(live.since.elapsed().as_secs_f64());

@@ -78,6 +78,8 @@ pub(super) struct Live {
     pub since: std::time::Instant,
     /// When it was accepted (its trace's root span starts there).
     pub created_at: crate::types::Timestamp,
+    /// The client's span it was submitted from (its root span links to it).
+    pub client_traceparent: Option<String>,
 }
 
 impl Live {
@@ -99,6 +101,7 @@ impl Live {
             synthesis: None,
             since: std::time::Instant::now(),
             created_at: r.created_at,
+            client_traceparent: r.client_traceparent.clone(),
         }
     }
 

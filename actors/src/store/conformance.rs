@@ -68,6 +68,7 @@ pub fn task(network: NetworkId, text: &str) -> TaskRecord {
         started_at: None,
         finished_at: None,
         duration_ms: None,
+        client_traceparent: None,
     }
 }
 

@@ -424,6 +424,10 @@ pub struct TaskRecord {
     pub finished_at: Option<Timestamp>,
     /// Milliseconds from `started_at` to `finished_at`.
     pub duration_ms: Option<u64>,
+    /// The W3C `traceparent` the client submitted it with: the task's trace (whose id is the
+    /// task id) links to that span.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_traceparent: Option<String>,
 }
 
 fn millis_between(from: Timestamp, to: Timestamp) -> u64 {
@@ -644,6 +648,7 @@ mod tests {
             started_at: None,
             finished_at: None,
             duration_ms: None,
+            client_traceparent: None,
         }
     }
 

@@ -22,6 +22,7 @@ fn seed_task() -> NewTask {
         priority: Priority::HIGHEST,
         max_iterations: None,
         timeout_seconds: None,
+        client_traceparent: None,
     }
 }
 
@@ -206,6 +207,7 @@ async fn cancel_stops_a_running_task_and_is_idempotent() {
                 priority: Priority::DEFAULT,
                 max_iterations: None,
                 timeout_seconds: None,
+                client_traceparent: None,
             },
         )
         .await
@@ -260,6 +262,7 @@ async fn submissions_past_the_per_network_cap_are_refused_not_lost() {
         priority: Priority::DEFAULT,
         max_iterations: None,
         timeout_seconds: None,
+        client_traceparent: None,
     };
     let a = node.submit_task(net, new()).await.unwrap();
     node.submit_task(net, new()).await.unwrap();

@@ -151,6 +151,7 @@ pub async fn run(node: &Node, net: NetworkId, text: &str, priority: u8) -> TaskR
                 priority: Priority::new(priority).unwrap(),
                 max_iterations: None,
                 timeout_seconds: None,
+                client_traceparent: None,
             },
         )
         .await
