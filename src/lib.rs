@@ -8,6 +8,7 @@
 //! - [`fake_provider`]: `aimesh fake-provider`, a loopback server speaking every provider's wire
 //!   format with scriptable faults, for tests, benchmarks and chaos runs.
 //! - [`telemetry`] sets up logging and OTLP trace export.
+//! - [`ports`]: free ports for the node processes benchmarks and tests start.
 //!
 //! The actors themselves live in the `aimesh-actors` crate.
 
@@ -17,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod ctl;
 pub mod fake_provider;
+pub mod ports;
 pub mod server;
 pub mod telemetry;
 pub mod up;

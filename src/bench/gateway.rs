@@ -54,12 +54,6 @@ fn sse_body() -> String {
     body
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 struct Child(tokio::process::Child);
 
 impl Drop for Child {
@@ -252,7 +246,7 @@ async fn scenario(
 /// Runs the gateway benchmark and prints its figures.
 pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let upstream_port = free_port()?;
+    let upstream_port = crate::ports::free_port()?;
     let (_upstream, upstream_kind, sse_prefix) =
         match start_nginx(dir.path(), upstream_port).await? {
             Some(nginx) => (nginx, "nginx (fixed completion)", "/sse"),
@@ -262,7 +256,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
                 "",
             ),
         };
-    let node_port = free_port()?;
+    let node_port = crate::ports::free_port()?;
     let _node = start_node(dir.path(), node_port, upstream_port, sse_prefix).await?;
     let up: SocketAddr = ([127, 0, 0, 1], upstream_port).into();
     let node: SocketAddr = ([127, 0, 0, 1], node_port).into();

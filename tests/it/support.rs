@@ -11,13 +11,9 @@ pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_aimesh"))
 }
 
-/// A free TCP port on 127.0.0.1 (bound, then released).
+/// A free TCP port on 127.0.0.1, below the ephemeral range ([`aimesh::ports::free_port`]).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    aimesh::ports::free_port().unwrap()
 }
 
 /// A temporary directory with a cluster file for `nodes` (name, port).

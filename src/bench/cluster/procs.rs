@@ -3,12 +3,6 @@
 
 use super::*;
 
-pub(super) fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 /// The last lines of a node's log.
 pub(super) fn tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -174,8 +168,8 @@ impl Cluster {
         );
         let mut apis = Vec::new();
         for name in NAMES {
-            let api = format!("127.0.0.1:{}", free_port()?);
-            let peer = format!("127.0.0.1:{}", free_port()?);
+            let api = format!("127.0.0.1:{}", crate::ports::free_port()?);
+            let peer = format!("127.0.0.1:{}", crate::ports::free_port()?);
             conf.push_str(&format!(
                 "[[node]]\nname = \"{name}\"\napi = \"{api}\"\ncluster = \"{peer}\"\n"
             ));
