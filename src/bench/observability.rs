@@ -27,7 +27,7 @@ pub struct ObservabilityArgs {
     /// Tasks in flight at once.
     #[arg(long, default_value_t = 256)]
     pub concurrency: usize,
-    /// Runs per side (alternating on/off; the median is reported).
+    /// Runs per side (in rounds of one each, off-on then on-off; the median is reported).
     #[arg(long, default_value_t = 7)]
     pub runs: usize,
     /// Agents on the scraped node.
@@ -286,14 +286,35 @@ pub async fn run(args: ObservabilityArgs) -> anyhow::Result<()> {
     let (mut on, mut off) = (Vec::new(), Vec::new());
     let (mut on_cpu, mut off_cpu) = (Vec::new(), Vec::new());
     let mut started = 0;
-    for _ in 0..args.runs.max(1) {
-        let o = in_child(Side::Off, &args, &otlp).await?;
-        off.push(o.throughput.tasks_per_second);
-        off_cpu.push(o.cpu_seconds * 1e3 / args.tasks.max(1) as f64);
-        let o = in_child(Side::On, &args, &otlp).await?;
-        started += o.spans;
-        on.push(o.throughput.tasks_per_second);
-        on_cpu.push(o.cpu_seconds * 1e3 / args.tasks.max(1) as f64);
+    // Each round's on/off ratios (throughput, CPU per task): the two runs of a round are
+    // neighbours in time, so their ratio is free of the drift between rounds.
+    let (mut pairs, mut cpu_pairs) = (Vec::new(), Vec::new());
+    // Rounds alternate the order (off-on, on-off, ...) so that a machine that speeds up or slows
+    // down during the runs favours neither side.
+    for round in 0..args.runs.max(1) {
+        let order = if round % 2 == 0 {
+            [Side::Off, Side::On]
+        } else {
+            [Side::On, Side::Off]
+        };
+        for side in order {
+            let o = in_child(side, &args, &otlp).await?;
+            let cpu = o.cpu_seconds * 1e3 / args.tasks.max(1) as f64;
+            if side == Side::On {
+                started += o.spans;
+                on.push(o.throughput.tasks_per_second);
+                on_cpu.push(cpu);
+            } else {
+                off.push(o.throughput.tasks_per_second);
+                off_cpu.push(cpu);
+            }
+        }
+        if let (Some(on), Some(off), Some(on_cpu), Some(off_cpu)) =
+            (on.last(), off.last(), on_cpu.last(), off_cpu.last())
+        {
+            pairs.push(on / off.max(1e-9));
+            cpu_pairs.push(on_cpu / off_cpu.max(1e-9));
+        }
     }
     let (requests, bytes, spans, undecodable) = received.totals();
     let exported = (requests, bytes);
@@ -303,6 +324,8 @@ pub async fn run(args: ObservabilityArgs) -> anyhow::Result<()> {
     };
     let (on_tps, off_tps) = (median(&mut on), median(&mut off));
     let (on_ms, off_ms) = (median(&mut on_cpu), median(&mut off_cpu));
+    let paired = median(&mut pairs);
+    let cpu_paired = median(&mut cpu_pairs);
     let scrape = scrape(&args).await?;
     let report = serde_json::json!({
         "throughput": {
@@ -311,6 +334,9 @@ pub async fn run(args: ObservabilityArgs) -> anyhow::Result<()> {
             "on_tasks_per_second": on_tps,
             "off_tasks_per_second": off_tps,
             "ratio": on_tps / off_tps.max(1e-9),
+            "paired_ratio": paired,
+            "round_ratios": pairs,
+            "paired_cpu_ratio": cpu_paired,
             "target_ratio": 0.95,
             "on_runs": on,
             "off_runs": off,
@@ -337,6 +363,14 @@ pub async fn run(args: ObservabilityArgs) -> anyhow::Result<()> {
         on_tps,
         off_tps,
         on_tps / off_tps.max(1e-9)
+    )?;
+    writeln!(
+        out,
+        "  paired by round (the two runs of a round are neighbours in time): median on/off ratio {:.3} (rounds {:.3}–{:.3}); CPU per task on/off {:.3}",
+        paired,
+        pairs.first().copied().unwrap_or(f64::NAN),
+        pairs.last().copied().unwrap_or(f64::NAN),
+        cpu_paired,
     )?;
     writeln!(
         out,
