@@ -217,7 +217,7 @@ pub struct NewTask {
     /// Overrides the network's time limit.
     pub timeout_seconds: Option<u64>,
     /// The W3C `traceparent` of the client's span it came from (the task's spans link to it);
-    /// only a valid one ([`crate::trace::parse_traceparent`]) is kept.
+    /// an invalid one ([`crate::trace::parse_traceparent`]) is ignored.
     pub client_traceparent: Option<String>,
 }
 
@@ -520,9 +520,12 @@ impl Node {
             started_at: None,
             finished_at: None,
             duration_ms: None,
+            // Kept in version-00 form, and only when valid.
             client_traceparent: new
                 .client_traceparent
-                .filter(|t| crate::trace::parse_traceparent(t).is_some()),
+                .as_deref()
+                .and_then(crate::trace::parse_traceparent)
+                .map(|cx| crate::trace::traceparent_of(&cx)),
         };
         // The trace id is the task id and the resource names the node: no need to repeat them.
         let client = task

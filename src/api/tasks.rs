@@ -31,10 +31,10 @@ pub async fn submit(
 ) -> Result<impl IntoResponse, ApiError> {
     let id: NetworkId = path_id("network", &network)?;
     let mut new = body.validate(&s.limits)?;
+    // The node keeps it only when valid.
     new.client_traceparent = headers
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
-        .filter(|v| aimesh_actors::trace::parse_traceparent(v).is_some())
         .map(str::to_owned);
     let task = s.node.submit_task(id, new).await?;
     let location = format!("/api/mesh/networks/{id}/tasks/{}", task.task_id);

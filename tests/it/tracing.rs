@@ -305,6 +305,15 @@ fn one_task_is_one_trace_exported_over_otlp() {
     );
     assert_eq!(status, 202, "{ignored}");
     assert!(ignored.get("client_traceparent").is_none(), "{ignored}");
+    // A later version's header is kept in version-00 form, its extra fields dropped.
+    let later = format!("{}-and-more", client.replacen("00-", "cc-", 1));
+    let (status, kept) = api.post_with_headers(
+        &format!("/networks/{net}/tasks"),
+        &json!({"task": "Plan a product launch email for developers"}),
+        &[("traceparent", &later)],
+    );
+    assert_eq!(status, 202, "{kept}");
+    assert_eq!(kept["client_traceparent"], client.as_str());
 
     // Each request the provider got names its model call's span as its parent.
     let parents = traceparents(&fake);
