@@ -501,6 +501,11 @@ impl Node {
                 retry_after: 1,
             });
         }
+        // Kept in version-00 form, and only when valid.
+        let client = new
+            .client_traceparent
+            .as_deref()
+            .and_then(crate::trace::parse_traceparent);
         let task = TaskRecord {
             task_id: TaskId::new(),
             network_id: network,
@@ -520,18 +525,9 @@ impl Node {
             started_at: None,
             finished_at: None,
             duration_ms: None,
-            // Kept in version-00 form, and only when valid.
-            client_traceparent: new
-                .client_traceparent
-                .as_deref()
-                .and_then(crate::trace::parse_traceparent)
-                .map(|cx| crate::trace::traceparent_of(&cx)),
+            client_traceparent: client.as_ref().map(crate::trace::traceparent_of),
         };
         // The trace id is the task id and the resource names the node: no need to repeat them.
-        let client = task
-            .client_traceparent
-            .as_deref()
-            .and_then(crate::trace::parse_traceparent);
         let span =
             crate::trace::TaskSpan::start_linked("task.accept", task.task_id, None, client, || {
                 vec![opentelemetry::KeyValue::new(
