@@ -297,24 +297,28 @@ pub async fn run(args: ObservabilityArgs) -> anyhow::Result<()> {
         } else {
             [Side::On, Side::Off]
         };
+        // This round's (tasks/s, CPU ms per task), on then off.
+        let mut round = [(0.0, 0.0); 2];
         for side in order {
             let o = in_child(side, &args, &otlp).await?;
-            let cpu = o.cpu_seconds * 1e3 / args.tasks.max(1) as f64;
+            let got = (
+                o.throughput.tasks_per_second,
+                o.cpu_seconds * 1e3 / args.tasks.max(1) as f64,
+            );
             if side == Side::On {
                 started += o.spans;
-                on.push(o.throughput.tasks_per_second);
-                on_cpu.push(cpu);
+                round[0] = got;
             } else {
-                off.push(o.throughput.tasks_per_second);
-                off_cpu.push(cpu);
+                round[1] = got;
             }
         }
-        if let (Some(on), Some(off), Some(on_cpu), Some(off_cpu)) =
-            (on.last(), off.last(), on_cpu.last(), off_cpu.last())
-        {
-            pairs.push(on / off.max(1e-9));
-            cpu_pairs.push(on_cpu / off_cpu.max(1e-9));
-        }
+        let [(on_tps, on_ms), (off_tps, off_ms)] = round;
+        on.push(on_tps);
+        on_cpu.push(on_ms);
+        off.push(off_tps);
+        off_cpu.push(off_ms);
+        pairs.push(on_tps / off_tps.max(1e-9));
+        cpu_pairs.push(on_ms / off_ms.max(1e-9));
     }
     let (requests, bytes, spans, undecodable) = received.totals();
     let exported = (requests, bytes);
