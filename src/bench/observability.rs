@@ -27,8 +27,9 @@ pub struct ObservabilityArgs {
     /// Tasks in flight at once.
     #[arg(long, default_value_t = 256)]
     pub concurrency: usize,
-    /// Runs per side (in rounds of one each, off-on then on-off; the median is reported).
-    #[arg(long, default_value_t = 7)]
+    /// Runs per side (in rounds of one each, off-on then on-off; the median is reported, with
+    /// an interval for it from 7 rounds on).
+    #[arg(long, default_value_t = 15)]
     pub runs: usize,
     /// Agents on the scraped node.
     #[arg(long, default_value_t = 10_000)]
@@ -265,6 +266,71 @@ async fn scrape(args: &ObservabilityArgs) -> anyhow::Result<Scrape> {
     })
 }
 
+/// The throughput target: on / off at least this.
+const TARGET_RATIO: f64 = 0.95;
+
+/// The least probability that [`median_interval`] holds the true median ratio.
+const INTERVAL_CONFIDENCE: f64 = 0.9;
+
+/// An interval for a median.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Interval {
+    low: f64,
+    high: f64,
+    /// The probability that it holds the median (at least the one asked for, unless the sample
+    /// is too small for that, when it is the sample's range).
+    confidence: f64,
+}
+
+/// The sign-test interval for the median of the distribution that `sorted` (ascending) was
+/// drawn from: `[sorted[k], sorted[n - 1 - k]]` for the largest `k` whose interval still holds
+/// the median with probability `confidence`. That probability is `1 - 2 P(B ≤ k)` with
+/// `B ~ Binomial(n, 1/2)`, whatever the distribution, so rounds that a noisy machine slows
+/// now and then need no model of the noise.
+fn median_interval(sorted: &[f64], confidence: f64) -> Interval {
+    let n = sorted.len();
+    let Some((&first, &last)) = sorted.first().zip(sorted.last()) else {
+        return Interval {
+            low: f64::NAN,
+            high: f64::NAN,
+            confidence: 0.0,
+        };
+    };
+    // P(B ≤ i) for i = 0, 1, ...: C(n, i) / 2^n, summed.
+    let (mut term, mut below) = (0.5f64.powi(n as i32), 0.0);
+    let mut best = Interval {
+        low: first,
+        high: last,
+        confidence: 1.0 - 2.0 * term,
+    };
+    for k in 0..n / 2 {
+        below += term;
+        let held = 1.0 - 2.0 * below;
+        if held < confidence {
+            break;
+        }
+        best = Interval {
+            low: sorted[k],
+            high: sorted[n - 1 - k],
+            confidence: held,
+        };
+        term *= (n - k) as f64 / (k + 1) as f64;
+    }
+    best
+}
+
+/// What the interval says of the target: met when all of it is at or above, not met when all of
+/// it is below, and otherwise that this machine's noise does not tell.
+fn verdict(interval: Interval, target: f64) -> &'static str {
+    if interval.low >= target {
+        "met"
+    } else if interval.high < target {
+        "not met"
+    } else {
+        "the interval straddles the target"
+    }
+}
+
 /// Runs the suite and prints its figures.
 pub async fn run(args: ObservabilityArgs) -> anyhow::Result<()> {
     let mut out = std::io::stdout();
@@ -329,6 +395,8 @@ pub async fn run(args: ObservabilityArgs) -> anyhow::Result<()> {
     let (on_tps, off_tps) = (median(&mut on), median(&mut off));
     let (on_ms, off_ms) = (median(&mut on_cpu), median(&mut off_cpu));
     let paired = median(&mut pairs);
+    let interval = median_interval(&pairs, INTERVAL_CONFIDENCE);
+    let verdict = verdict(interval, TARGET_RATIO);
     let cpu_paired = median(&mut cpu_pairs);
     let scrape = scrape(&args).await?;
     let report = serde_json::json!({
@@ -339,9 +407,12 @@ pub async fn run(args: ObservabilityArgs) -> anyhow::Result<()> {
             "off_tasks_per_second": off_tps,
             "ratio": on_tps / off_tps.max(1e-9),
             "paired_ratio": paired,
+            "paired_ratio_interval": [interval.low, interval.high],
+            "paired_ratio_interval_confidence": interval.confidence,
+            "verdict": verdict,
             "round_ratios": pairs,
             "paired_cpu_ratio": cpu_paired,
-            "target_ratio": 0.95,
+            "target_ratio": TARGET_RATIO,
             "on_runs": on,
             "off_runs": off,
             "on_cpu_ms_per_task": on_ms,
@@ -370,10 +441,14 @@ pub async fn run(args: ObservabilityArgs) -> anyhow::Result<()> {
     )?;
     writeln!(
         out,
-        "  paired by round (the two runs of a round are neighbours in time): median on/off ratio {:.3} (rounds {:.3}–{:.3}); CPU per task on/off {:.3}",
+        "  paired by round (the two runs of a round are neighbours in time): median on/off ratio {:.3}, {:.0} % interval {:.3}–{:.3} (rounds {:.3}–{:.3}): {}; CPU per task on/off {:.3}",
         paired,
+        interval.confidence * 100.0,
+        interval.low,
+        interval.high,
         pairs.first().copied().unwrap_or(f64::NAN),
         pairs.last().copied().unwrap_or(f64::NAN),
+        verdict,
         cpu_paired,
     )?;
     writeln!(
@@ -407,4 +482,51 @@ pub async fn run(args: ObservabilityArgs) -> anyhow::Result<()> {
         scrape.bytes
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(n: usize) -> Vec<f64> {
+        (1..=n).map(|i| i as f64).collect()
+    }
+
+    #[test]
+    fn the_median_interval_is_the_sign_tests() {
+        // n = 15: P(B ≤ 3) = 576 / 32768, P(B ≤ 4) = 1941 / 32768.
+        let i = median_interval(&sample(15), 0.9);
+        assert_eq!((i.low, i.high), (4.0, 12.0));
+        assert!(
+            (i.confidence - (1.0 - 2.0 * 576.0 / 32768.0)).abs() < 1e-12,
+            "{i:?}"
+        );
+        // n = 7: only the range holds the median with 90 %: 1 - 2 / 128.
+        let i = median_interval(&sample(7), 0.9);
+        assert_eq!((i.low, i.high), (1.0, 7.0));
+        assert!((i.confidence - (1.0 - 2.0 / 128.0)).abs() < 1e-12, "{i:?}");
+        // Too few rounds for 90 %: the range, and what it really holds.
+        let i = median_interval(&sample(3), 0.9);
+        assert_eq!((i.low, i.high), (1.0, 3.0));
+        assert!((i.confidence - 0.75).abs() < 1e-12, "{i:?}");
+        // Asking less narrows it: n = 15 at 50 %, P(B ≤ 5) = 4944 / 32768 ≤ 0.25 < P(B ≤ 6).
+        let i = median_interval(&sample(15), 0.5);
+        assert_eq!((i.low, i.high), (6.0, 10.0));
+        assert!(median_interval(&[], 0.9).low.is_nan());
+    }
+
+    #[test]
+    fn the_verdict_says_when_the_noise_does_not_tell() {
+        let at = |low, high| Interval {
+            low,
+            high,
+            confidence: 0.9,
+        };
+        assert_eq!(verdict(at(0.95, 1.0), 0.95), "met");
+        assert_eq!(verdict(at(0.90, 0.949), 0.95), "not met");
+        assert_eq!(
+            verdict(at(0.94, 0.96), 0.95),
+            "the interval straddles the target"
+        );
+    }
 }
