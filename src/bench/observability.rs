@@ -4,7 +4,10 @@
 //!   (recorder installed, logs at the default filter, every span exported over OTLP/HTTP to a receiver in
 //!   this process) versus off (`AIMESH_METRICS=off`, `RUST_LOG=off`, no exporter), each side in
 //!   its own child process, since the recorder and the tracer are global to a process.
-//!   Target: on / off ≥ 0.95.
+//!   Target: on / off ≥ 0.95. Rounds run the two sides one after the other (throughput as a
+//!   user sees it, moved by the machine's drift), then side by side (both at once, sharing the
+//!   machine's state, for the ratio of their CPU per task: a saturated node's throughput is its
+//!   cores over that). Each figure comes with a sign-test interval for its median and a verdict.
 //! - `GET /metrics` over loopback on a node holding a network of 10,000 agents after some
 //!   tasks ran: p50/p99 over repeated scrapes. Target: ≤ 10 ms.
 
@@ -31,6 +34,10 @@ pub struct ObservabilityArgs {
     /// an interval for it from 7 rounds on).
     #[arg(long, default_value_t = 15)]
     pub runs: usize,
+    /// Rounds in which both sides run at once (so they share the machine's state at every
+    /// moment), for the ratio of their CPU per task; 0 for none.
+    #[arg(long, default_value_t = 9)]
+    pub side_by_side: usize,
     /// Agents on the scraped node.
     #[arg(long, default_value_t = 10_000)]
     pub agents: usize,
@@ -386,6 +393,33 @@ pub async fn run(args: ObservabilityArgs) -> anyhow::Result<()> {
         pairs.push(on_tps / off_tps.max(1e-9));
         cpu_pairs.push(on_ms / off_ms.max(1e-9));
     }
+    // Side by side: both children at once. Each finds the machine as the other does, so the
+    // ratio of their CPU per task is free of the drift that moves sequential runs. A saturated
+    // node's throughput is its cores over its CPU per task, so off/on CPU estimates on/off
+    // throughput.
+    let mut cpu_side = Vec::new();
+    for _ in 0..args.side_by_side {
+        let (o, f) = tokio::join!(
+            in_child(Side::On, &args, &otlp),
+            in_child(Side::Off, &args, &otlp)
+        );
+        let (o, f) = (o?, f?);
+        started += o.spans;
+        cpu_side.push(o.cpu_seconds / f.cpu_seconds.max(1e-9));
+    }
+    cpu_side.sort_by(f64::total_cmp);
+    let side_cpu = cpu_side
+        .get(cpu_side.len() / 2)
+        .copied()
+        .unwrap_or(f64::NAN);
+    let side_interval = median_interval(&cpu_side, INTERVAL_CONFIDENCE);
+    // As throughput on/off: the inverse, so the interval's ends swap.
+    let side_throughput = Interval {
+        low: 1.0 / side_interval.high,
+        high: 1.0 / side_interval.low,
+        confidence: side_interval.confidence,
+    };
+    let side_verdict = verdict(side_throughput, TARGET_RATIO);
     let (requests, bytes, spans, undecodable) = received.totals();
     let exported = (requests, bytes);
     let median = |v: &mut Vec<f64>| {
@@ -411,6 +445,15 @@ pub async fn run(args: ObservabilityArgs) -> anyhow::Result<()> {
             "paired_ratio_interval_confidence": interval.confidence,
             "verdict": verdict,
             "round_ratios": pairs,
+            "side_by_side": {
+                "rounds": cpu_side.len(),
+                "cpu_per_task_ratio": side_cpu,
+                "cpu_per_task_ratio_interval": [side_interval.low, side_interval.high],
+                "throughput_ratio_interval": [side_throughput.low, side_throughput.high],
+                "interval_confidence": side_interval.confidence,
+                "verdict": side_verdict,
+                "round_cpu_ratios": cpu_side,
+            },
             "paired_cpu_ratio": cpu_paired,
             "target_ratio": TARGET_RATIO,
             "on_runs": on,
@@ -451,6 +494,20 @@ pub async fn run(args: ObservabilityArgs) -> anyhow::Result<()> {
         verdict,
         cpu_paired,
     )?;
+    if !cpu_side.is_empty() {
+        writeln!(
+            out,
+            "  side by side ({} rounds, both sides at once): CPU per task on/off {:.3}, {:.0} % interval {:.3}–{:.3}, so throughput on/off {:.3}–{:.3}: {}",
+            cpu_side.len(),
+            side_cpu,
+            side_interval.confidence * 100.0,
+            side_interval.low,
+            side_interval.high,
+            side_throughput.low,
+            side_throughput.high,
+            side_verdict,
+        )?;
+    }
     writeln!(
         out,
         "  CPU per task (every thread of the process): {:.3} ms on vs {:.3} ms off, +{:.1} %; runs on {:?}, off {:?} tasks/s",
