@@ -327,9 +327,12 @@ fn median_interval(sorted: &[f64], confidence: f64) -> Interval {
 }
 
 /// What the interval says of the target: met when all of it is at or above, not met when all of
-/// it is below, and otherwise that this machine's noise does not tell.
+/// it is below, and otherwise that this machine's noise does not tell; nothing from an interval
+/// less sure than [`INTERVAL_CONFIDENCE`] (fewer than 5 rounds).
 fn verdict(interval: Interval, target: f64) -> &'static str {
-    if interval.low >= target {
+    if interval.confidence < INTERVAL_CONFIDENCE {
+        "too few rounds to tell"
+    } else if interval.low >= target {
         "met"
     } else if interval.high < target {
         "not met"
@@ -445,7 +448,7 @@ pub async fn run(args: ObservabilityArgs) -> anyhow::Result<()> {
             "paired_ratio_interval_confidence": interval.confidence,
             "verdict": verdict,
             "round_ratios": pairs,
-            "side_by_side": {
+            "side_by_side": (!cpu_side.is_empty()).then(|| serde_json::json!({
                 "rounds": cpu_side.len(),
                 "cpu_per_task_ratio": side_cpu,
                 "cpu_per_task_ratio_interval": [side_interval.low, side_interval.high],
@@ -453,7 +456,7 @@ pub async fn run(args: ObservabilityArgs) -> anyhow::Result<()> {
                 "interval_confidence": side_interval.confidence,
                 "verdict": side_verdict,
                 "round_cpu_ratios": cpu_side,
-            },
+            })),
             "paired_cpu_ratio": cpu_paired,
             "target_ratio": TARGET_RATIO,
             "on_runs": on,
@@ -585,5 +588,10 @@ mod tests {
             verdict(at(0.94, 0.96), 0.95),
             "the interval straddles the target"
         );
+        // Three rounds hold the median with 75 % only; five with 94 %.
+        let few = median_interval(&[0.97, 0.98, 0.99], INTERVAL_CONFIDENCE);
+        assert_eq!(verdict(few, 0.95), "too few rounds to tell");
+        let five = median_interval(&[0.97, 0.98, 0.99, 0.99, 1.0], INTERVAL_CONFIDENCE);
+        assert_eq!(verdict(five, 0.95), "met");
     }
 }
